@@ -1,0 +1,324 @@
+//! One backend (a pod or a local process) and its exact connection counts.
+//!
+//! Invariant: `occupied == live + pending` whenever no [`Reservation`] is mid-transition, and
+//! `occupied <= capacity` is enforced at the moment a slot is taken (compare-and-swap), so a
+//! burst of handshakes can never overshoot a cap. Every count a reservation adds is removed by
+//! its `Drop`, whatever path the connection ends on.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use crate::slots::SlotSignal;
+
+/// Whether a backend takes new connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// Ready and not terminating: takes new connections.
+    Ready,
+    /// Still serving but terminating: takes new connections only when no backend is `Ready`.
+    Terminating,
+    /// Chosen for removal (scale-down victim) or not serving: takes no new connections; its
+    /// existing connections stay until they close.
+    Draining,
+    /// Gone from discovery; kept in the table, still counted, until its last connection closes.
+    Removed,
+}
+
+impl BackendState {
+    const ALL: [BackendState; 4] = [
+        Self::Ready,
+        Self::Terminating,
+        Self::Draining,
+        Self::Removed,
+    ];
+
+    /// The lower-case name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Terminating => "terminating",
+            Self::Draining => "draining",
+            Self::Removed => "removed",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Self::Removed)
+    }
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A backend with its counters. Shared as `Arc<Backend>` by the table and by every
+/// reservation on it, so a backend that leaves the table stays counted until it is empty.
+pub struct Backend {
+    address: SocketAddr,
+    capacity: AtomicU32,
+    /// live + pending: the figure the cap limits.
+    occupied: AtomicU32,
+    live: AtomicU32,
+    inflight_requests: AtomicU32,
+    state: AtomicU8,
+    /// Milliseconds since the table's epoch until which the backend is ejected (0 = never).
+    ejected_until_ms: AtomicU64,
+    slots: Arc<SlotSignal>,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("address", &self.address)
+            .field("live", &self.live())
+            .field("pending", &self.pending())
+            .field("capacity", &self.capacity())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Backend {
+    pub(crate) fn new(
+        address: SocketAddr,
+        capacity: u32,
+        state: BackendState,
+        slots: Arc<SlotSignal>,
+    ) -> Self {
+        Self {
+            address,
+            capacity: AtomicU32::new(capacity),
+            occupied: AtomicU32::new(0),
+            live: AtomicU32::new(0),
+            inflight_requests: AtomicU32::new(0),
+            state: AtomicU8::new(state as u8),
+            ejected_until_ms: AtomicU64::new(0),
+            slots,
+        }
+    }
+
+    /// The socket address connections go to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Upgraded WebSocket connections open through this backend now.
+    pub fn live(&self) -> u32 {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Slots reserved for upgrades in progress (routed, no 101 yet).
+    pub fn pending(&self) -> u32 {
+        self.occupied().saturating_sub(self.live())
+    }
+
+    /// live + pending: what the capacity limits.
+    pub fn occupied(&self) -> u32 {
+        self.occupied.load(Ordering::Acquire)
+    }
+
+    /// Plain HTTP requests in flight (not limited by the capacity).
+    pub fn inflight_requests(&self) -> u32 {
+        self.inflight_requests.load(Ordering::Acquire)
+    }
+
+    /// The most live + pending WebSockets this backend is given.
+    pub fn capacity(&self) -> u32 {
+        self.capacity.load(Ordering::Acquire)
+    }
+
+    /// Whether the backend takes new connections.
+    pub fn state(&self) -> BackendState {
+        BackendState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, state: BackendState) {
+        let old = self.state.swap(state as u8, Ordering::AcqRel);
+        if old != state as u8 {
+            self.slots.capacity_changed();
+        }
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: u32) {
+        let old = self.capacity.swap(capacity, Ordering::AcqRel);
+        if capacity > old {
+            self.slots.capacity_changed();
+        }
+    }
+
+    pub(crate) fn ejected_until_ms(&self) -> u64 {
+        self.ejected_until_ms.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn eject_until_ms(&self, until_ms: u64) {
+        self.ejected_until_ms.fetch_max(until_ms, Ordering::AcqRel);
+    }
+
+    /// Takes one slot if `occupied < capacity` (compare-and-swap, so never overshoots).
+    fn try_take_slot(&self) -> bool {
+        let cap = self.capacity();
+        self.occupied
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back_slot(&self, was_live: bool) {
+        if was_live {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.occupied.fetch_sub(1, Ordering::AcqRel);
+        self.slots.slot_freed();
+    }
+}
+
+/// A slot on one backend, held for the whole life of a WebSocket: pending from routing until the
+/// backend's `101`, live after [`Reservation::promote`], released exactly once on drop — on every
+/// path: client or backend close, backend crash, timeout, non-101 answer, proxy shutdown.
+#[must_use = "dropping a reservation releases the slot at once"]
+pub struct Reservation {
+    backend: Arc<Backend>,
+    live: bool,
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("backend", &self.backend.address)
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+impl Reservation {
+    /// Takes a slot on `backend` if it is under its capacity.
+    pub(crate) fn try_new(backend: &Arc<Backend>) -> Option<Self> {
+        backend.try_take_slot().then(|| Self {
+            backend: Arc::clone(backend),
+            live: false,
+        })
+    }
+
+    /// The backend this slot is on.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// Whether the backend answered `101` (the connection is counted live).
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Marks the upgrade as done: pending → live. Idempotent.
+    pub fn promote(&mut self) {
+        if !self.live {
+            self.live = true;
+            self.backend.live.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.backend.give_back_slot(self.live);
+    }
+}
+
+/// One plain HTTP request in flight on a backend; counted until dropped.
+#[derive(Debug)]
+pub struct InflightRequest {
+    backend: Arc<Backend>,
+}
+
+impl InflightRequest {
+    pub(crate) fn new(backend: &Arc<Backend>) -> Self {
+        backend.inflight_requests.fetch_add(1, Ordering::AcqRel);
+        Self {
+            backend: Arc::clone(backend),
+        }
+    }
+
+    /// The backend the request went to.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+}
+
+impl Drop for InflightRequest {
+    fn drop(&mut self) {
+        self.backend
+            .inflight_requests
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(cap: u32) -> Arc<Backend> {
+        let addr = "127.0.0.1:9001".parse().unwrap();
+        Arc::new(Backend::new(addr, cap, BackendState::Ready, Arc::default()))
+    }
+
+    #[test]
+    fn reserve_promote_release_keeps_counts_exact() {
+        let b = backend(2);
+        let mut r1 = Reservation::try_new(&b).unwrap();
+        assert_eq!((b.live(), b.pending()), (0, 1));
+        r1.promote();
+        r1.promote();
+        assert_eq!((b.live(), b.pending()), (1, 0));
+        let r2 = Reservation::try_new(&b).unwrap();
+        assert!(
+            Reservation::try_new(&b).is_none(),
+            "cap 2 must refuse a third slot"
+        );
+        drop(r1);
+        assert_eq!((b.live(), b.pending(), b.occupied()), (0, 1, 1));
+        drop(r2);
+        assert_eq!((b.live(), b.pending(), b.occupied()), (0, 0, 0));
+    }
+
+    #[test]
+    fn concurrent_reservations_never_overshoot_the_cap() {
+        let b = backend(100);
+        let taken: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..50)
+                            .filter_map(|_| Reservation::try_new(&b))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(taken.len(), 100);
+        assert_eq!(b.occupied(), 100);
+        drop(taken);
+        assert_eq!(b.occupied(), 0);
+    }
+
+    #[test]
+    fn inflight_requests_are_counted_until_dropped() {
+        let b = backend(1);
+        let r = InflightRequest::new(&b);
+        assert_eq!(b.inflight_requests(), 1);
+        drop(r);
+        assert_eq!(b.inflight_requests(), 0);
+    }
+}
