@@ -1,0 +1,119 @@
+//! The `tidegate` command line. Every flag says what it does and its default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tidegate_common::telemetry::LogFormat;
+
+use crate::config::{Config, ConfigError, StaticBackend};
+
+/// tidegate: a WebSocket-aware edge proxy that counts live connections per backend exactly,
+/// routes each new one to the least-loaded backend under its cap, and scales the backends.
+#[derive(Debug, Parser)]
+#[command(name = "tidegate", version, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (config from --config, flags override the file).
+    Proxy(ProxyArgs),
+    /// Check a config file: exit 0 if valid, else exit 1 naming the field and line.
+    CheckConfig {
+        /// The YAML config file to check.
+        file: PathBuf,
+    },
+    /// Run a WebSocket echo server (also answers GET /healthz with 200).
+    EchoBackend {
+        /// Address to listen on (port 0 picks a free port and prints it).
+        #[arg(long, default_value = "127.0.0.1:9001")]
+        listen: SocketAddr,
+    },
+}
+
+/// Flags of `tidegate proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// YAML config file; without it every setting has its default (see README).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Traffic listener address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener address for /metrics, /healthz, /readyz, /api/v1/state
+    /// [default: 127.0.0.1:9090].
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// A backend as ip:port; repeat for several. Replaces `backends.static` of the file.
+    #[arg(long = "backend", value_name = "IP:PORT")]
+    pub backends: Vec<SocketAddr>,
+    /// Most live + pending WebSockets per backend [default: 1000].
+    #[arg(long)]
+    pub max_connections_per_backend: Option<u32>,
+    /// Longest an upgrade waits for a slot when all backends are full, e.g. 5s; 0s answers
+    /// 503 at once [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    pub queue_timeout: Option<Duration>,
+    /// Idle timeout of upgraded WebSockets, e.g. 1h [default: 1h].
+    #[arg(long, value_parser = parse_duration)]
+    pub websocket_idle_timeout: Option<Duration>,
+    /// Worker threads for client traffic [default: 1].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Log format: text or json [default: text]. The level comes from RUST_LOG (default info).
+    #[arg(long)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    tidegate_common::duration::parse(text)
+}
+
+impl ProxyArgs {
+    /// The config file (or the defaults) with the flags applied, validated.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => crate::config::load_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.admin_listen {
+            config.admin_listen = v;
+        }
+        if !self.backends.is_empty() {
+            config.backends.static_ = self
+                .backends
+                .iter()
+                .map(|&address| StaticBackend {
+                    address,
+                    max_connections: None,
+                })
+                .collect();
+        }
+        if let Some(v) = self.max_connections_per_backend {
+            config.max_connections_per_backend = v;
+        }
+        if let Some(v) = self.queue_timeout {
+            config.queue_timeout = v;
+        }
+        if let Some(v) = self.websocket_idle_timeout {
+            config.websocket_idle_timeout = v;
+        }
+        if let Some(v) = self.threads {
+            config.threads = v;
+        }
+        if let Some(v) = self.log_format {
+            config.log_format = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,118 @@
+//! `backends:` — where the backends come from. Static addresses today; local processes and
+//! Kubernetes EndpointSlices plug in beside them.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use tidegate_common::{BackendSpec, BackendState};
+
+use super::{Config, ConfigError};
+
+/// The discovery sources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backends {
+    /// Fixed backends: `host:port` with an IP address, or `{address, max_connections}` to
+    /// override the cap for one backend. Default: none.
+    #[serde(rename = "static")]
+    pub static_: Vec<StaticBackend>,
+}
+
+impl Backends {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for b in &self.static_ {
+            if !seen.insert(b.address) {
+                return Err(ConfigError::Invalid {
+                    field: "backends.static",
+                    expected: format!("each address once ({} is listed twice)", b.address),
+                });
+            }
+            if b.max_connections == Some(0) {
+                return Err(ConfigError::Invalid {
+                    field: "backends.static[].max_connections",
+                    expected: format!("at least 1 (for {})", b.address),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One fixed backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StaticBackend {
+    /// IP address and port (names are not resolved: a proxy must not block on DNS).
+    pub address: SocketAddr,
+    /// Overrides `max_connections_per_backend` for this backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for StaticBackend {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_any(StaticBackendVisitor)
+    }
+}
+
+struct StaticBackendVisitor;
+
+impl<'de> Visitor<'de> for StaticBackendVisitor {
+    type Value = StaticBackend;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"ip:port\" or {address: \"ip:port\", max_connections: N}")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<StaticBackend, E> {
+        Ok(StaticBackend {
+            address: parse_address(v)?,
+            max_connections: None,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StaticBackend, A::Error> {
+        let (mut address, mut max_connections) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "address" => address = Some(parse_address(&map.next_value::<String>()?)?),
+                "max_connections" => max_connections = Some(map.next_value()?),
+                other => {
+                    return Err(de::Error::unknown_field(
+                        other,
+                        &["address", "max_connections"],
+                    ));
+                }
+            }
+        }
+        let address = address.ok_or_else(|| de::Error::missing_field("address"))?;
+        Ok(StaticBackend {
+            address,
+            max_connections,
+        })
+    }
+}
+
+fn parse_address<E: de::Error>(v: &str) -> Result<SocketAddr, E> {
+    v.parse()
+        .map_err(|_| E::custom(format!("invalid backend address {v:?}: expected ip:port")))
+}
+
+impl Config {
+    /// The static backends as the backend table wants them, caps resolved.
+    pub fn backend_specs(&self) -> Vec<BackendSpec> {
+        self.backends
+            .static_
+            .iter()
+            .map(|b| BackendSpec {
+                address: b.address,
+                capacity: b
+                    .max_connections
+                    .unwrap_or(self.max_connections_per_backend),
+                state: BackendState::Ready,
+            })
+            .collect()
+    }
+}

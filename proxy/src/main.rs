@@ -1,0 +1,46 @@
+//! The `tidegate` binary: parse the command line, then hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tidegate_common::telemetry::{self, LogFormat};
+use tidegate_proxy::cli::{Cli, Command};
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Proxy(args) => {
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            telemetry::init(config.log_format);
+            match tidegate_proxy::server::prepare(config) {
+                Ok(prepared) => {
+                    tracing::info!(traffic = %prepared.traffic_addr, admin = %prepared.admin_addr, "tidegate proxy starting");
+                    prepared.run_until_signal();
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::CheckConfig { file } => match tidegate_proxy::config::load_file(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::EchoBackend { listen } => {
+            telemetry::init(LogFormat::Text);
+            tidegate_proxy::echo::run_blocking(listen)
+        }
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("tidegate: {e}");
+    ExitCode::FAILURE
+}

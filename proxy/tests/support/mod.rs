@@ -1,0 +1,188 @@
+//! Test harness: a real proxy on 127.0.0.1 port 0 in front of real WebSocket echo backends,
+//! with real WebSocket clients; helpers wait on conditions with deadlines, never sleep.
+
+#![allow(dead_code, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tidegate_proxy::config::{Config, StaticBackend};
+use tidegate_proxy::echo::{self, EchoStats};
+use tidegate_proxy::server::{self, RunningProxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long any wait in a test may take before it fails (generous for a loaded 2-core box).
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub stats: Arc<EchoStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start() -> Backend {
+        let (listener, stats) = echo::bind(loopback0()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(echo::serve(listener, Arc::clone(&stats)));
+        Backend { addr, stats, task }
+    }
+
+    /// Stops accepting (existing connections keep running).
+    pub fn stop_accepting(&self) {
+        self.task.abort();
+    }
+}
+
+pub fn loopback0() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A config on port 0 with the given backends and cap; grace period short for tests.
+pub fn config(backends: &[SocketAddr], cap: u32) -> Config {
+    let mut c = Config {
+        listen: loopback0(),
+        admin_listen: loopback0(),
+        max_connections_per_backend: cap,
+        grace_period: Duration::from_secs(1),
+        shutdown_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    c.backends.static_ = backends
+        .iter()
+        .map(|&address| StaticBackend {
+            address,
+            max_connections: None,
+        })
+        .collect();
+    c
+}
+
+pub fn start_proxy(config: Config) -> RunningProxy {
+    tidegate_common::telemetry::init(Default::default());
+    server::prepare(config).unwrap().spawn()
+}
+
+pub async fn ws(proxy: &RunningProxy) -> Ws {
+    try_ws(proxy).await.unwrap()
+}
+
+pub async fn try_ws(proxy: &RunningProxy) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("ws://{}/chat", proxy.traffic_addr);
+    let (ws, resp) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("handshake timed out")?;
+    assert_eq!(resp.status(), 101);
+    Ok(ws)
+}
+
+pub async fn echo_once(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    let reply = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, Message::text(text));
+}
+
+/// A raw HTTP/1.1 exchange; returns the whole response as text (the server closes).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+        .await
+        .expect("no answer");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+pub async fn state(proxy: &RunningProxy) -> Value {
+    serde_json::from_str(body(&get(proxy.admin_addr, "/api/v1/state").await)).unwrap()
+}
+
+pub async fn metrics(proxy: &RunningProxy) -> String {
+    body(&get(proxy.admin_addr, "/metrics").await).to_owned()
+}
+
+/// The value of one sample line in the Prometheus text, e.g. `name{backend="..."}`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Live count per backend address, from `/api/v1/state`.
+pub async fn live_by_backend(proxy: &RunningProxy) -> Vec<(String, u64)> {
+    let s = state(proxy).await;
+    s["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap().to_owned(),
+                b["live"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` until it returns true or the deadline passes (then panics with `what`).
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Asserts the proxy's live counts equal what the backends see, backend by backend, in both
+/// `/api/v1/state` and `/metrics`.
+pub async fn assert_counts_match(proxy: &RunningProxy, backends: &[&Backend]) {
+    for b in backends {
+        let truth = b.stats.open() as u64;
+        let addr = b.addr.to_string();
+        wait_until(&format!("{addr} live == {truth}"), || async {
+            live_by_backend(proxy)
+                .await
+                .iter()
+                .any(|(a, l)| *a == addr && *l == truth)
+        })
+        .await;
+        let m = metrics(proxy).await;
+        let series = format!("tidegate_backend_connections{{backend=\"{addr}\"}}");
+        assert_eq!(
+            sample(&m, &series),
+            Some(truth as f64),
+            "{series} in /metrics"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Exact live counts through every step of a WebSocket's life, against real echo backends.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counts_follow_open_echo_client_close_and_backend_close() {
+    let backends = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
+    let proxy = start_proxy(config(&addrs, 4));
+    let all: Vec<&Backend> = backends.iter().collect();
+
+    let mut clients = Vec::new();
+    for i in 0..9 {
+        clients.push(ws(&proxy).await);
+        assert_eq!(state(&proxy).await["totals"]["live"], i + 1);
+    }
+    // Least connections: 9 over 3 backends with cap 4 is 3 each.
+    assert!(
+        live_by_backend(&proxy)
+            .await
+            .iter()
+            .all(|(_, live)| *live == 3)
+    );
+    assert_counts_match(&proxy, &all).await;
+    for (i, c) in clients.iter_mut().enumerate() {
+        echo_once(c, &format!("hello {i}")).await;
+    }
+
+    // The client closes half.
+    for mut c in clients.drain(..4) {
+        c.close(None).await.unwrap();
+    }
+    wait_until("4 client closes counted", || async {
+        state(&proxy).await["totals"]["live"] == 5
+    })
+    .await;
+    assert_counts_match(&proxy, &all).await;
+
+    // Backends close some from their side.
+    backends[0].stats.close_connections(1);
+    backends[1].stats.close_connections(1);
+    wait_until("2 backend closes counted", || async {
+        state(&proxy).await["totals"]["live"] == 3
+    })
+    .await;
+    assert_counts_match(&proxy, &all).await;
+    let s = state(&proxy).await;
+    assert_eq!(s["totals"]["pending"], 0);
+    assert_eq!(s["backends"][0]["capacity"], 4);
+    assert_eq!(s["backends"][0]["state"], "ready");
+
+    let m = metrics(&proxy).await;
+    let ok: f64 = addrs
+        .iter()
+        .filter_map(|a| {
+            sample(
+                &m,
+                &format!("tidegate_upgrades_total{{backend=\"{a}\",result=\"ok\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(ok, 9.0);
+    drop(clients);
+    wait_until("all closed", || async {
+        state(&proxy).await["totals"]["live"] == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_cap_holds_the_upgrade_until_a_slot_frees() {
+    let backend = Backend::start().await;
+    let mut c = config(&[backend.addr], 1);
+    c.queue_timeout = Duration::from_secs(15);
+    let proxy = start_proxy(c);
+
+    let first = ws(&proxy).await;
+    let addr = proxy.traffic_addr;
+    let second = tokio::spawn(async move {
+        tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+            .await
+            .map(|(ws, r)| (ws, r.status()))
+    });
+    wait_until("second upgrade queued", || async {
+        state(&proxy).await["totals"]["waiting"] == 1
+    })
+    .await;
+    assert_eq!(
+        state(&proxy).await["totals"]["live"],
+        1,
+        "the cap must hold while queued"
+    );
+    drop(first);
+    let (mut second, status) = second.await.unwrap().unwrap();
+    assert_eq!(status, 101);
+    echo_once(&mut second, "admitted").await;
+    assert_counts_match(&proxy, &[&backend]).await;
+    let m = metrics(&proxy).await;
+    assert_eq!(sample(&m, "tidegate_queue_wait_seconds_count"), Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_timeout_answers_503_with_retry_after() {
+    let backend = Backend::start().await;
+    let mut c = config(&[backend.addr], 1);
+    c.queue_timeout = Duration::from_millis(200);
+    c.retry_after = Duration::from_secs(7);
+    let proxy = start_proxy(c);
+    let _first = ws(&proxy).await;
+
+    let upgrade = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let answer = raw(proxy.traffic_addr, upgrade.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After: 7\r\n"), "{answer}");
+    let m = metrics(&proxy).await;
+    assert_eq!(
+        sample(
+            &m,
+            "tidegate_rejected_connections_total{reason=\"queue_timeout\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(state(&proxy).await["totals"]["rejected"], 1);
+    assert_counts_match(&proxy, &[&backend]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_timeout_zero_refuses_at_once() {
+    let backend = Backend::start().await;
+    let mut c = config(&[backend.addr], 1);
+    c.queue_timeout = Duration::ZERO;
+    let proxy = start_proxy(c);
+    let _first = ws(&proxy).await;
+    let err = try_ws(&proxy).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    let m = metrics(&proxy).await;
+    assert_eq!(
+        sample(&m, "tidegate_rejected_connections_total{reason=\"full\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_websocket_is_closed_by_the_configured_idle_timeout_and_released() {
+    let backend = Backend::start().await;
+    let mut c = config(&[backend.addr], 10);
+    c.websocket_idle_timeout = Duration::from_millis(500);
+    let proxy = start_proxy(c);
+    let started = std::time::Instant::now();
+    let _idle = ws(&proxy).await;
+    wait_until("idle websocket closed", || async {
+        state(&proxy).await["totals"]["live"] == 0
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let m = metrics(&proxy).await;
+    assert_eq!(
+        sample(
+            &m,
+            "tidegate_connection_duration_seconds_count{end=\"idle_timeout\"}"
+        ),
+        Some(1.0)
+    );
+    assert_counts_match(&proxy, &[&backend]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_proxy_releases_every_count() {
+    let backend = Backend::start().await;
+    let proxy = start_proxy(config(&[backend.addr], 10));
+    let shared = std::sync::Arc::clone(&proxy.shared);
+    let clients = [ws(&proxy).await, ws(&proxy).await, ws(&proxy).await];
+    assert_eq!(
+        shared
+            .table
+            .load_snapshot(std::time::Instant::now())
+            .total_live(),
+        3
+    );
+    tokio::task::spawn_blocking(move || proxy.stop_gracefully())
+        .await
+        .unwrap();
+    assert_eq!(
+        shared
+            .table
+            .load_snapshot(std::time::Instant::now())
+            .total_live(),
+        0
+    );
+    drop(clients);
+}
