@@ -63,7 +63,8 @@ pub async fn serve(listener: TcpListener, stats: Arc<EchoStats>) {
 async fn connection(mut stream: TcpStream, stats: Arc<EchoStats>) {
     let _ = stream.set_nodelay(true);
     if is_health_check(&stream).await {
-        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+        // No `Connection: close`: a proxy in front may keep its client connection alive.
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
         let _ = stream.write_all(ok.as_bytes()).await;
         return;
     }

@@ -97,27 +97,39 @@ pub async fn read_request(
     read_head(stream, max, timeout, parse).await
 }
 
-/// Reads a response head within `timeout` and returns it with its status code.
+/// The parts of a response head the proxy needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseInfo {
+    /// The status code.
+    pub status: u16,
+    /// `Content-Length`, if given.
+    pub content_length: Option<u64>,
+}
+
+/// Reads a response head within `timeout`.
 pub async fn read_response(
     stream: &mut TcpStream,
     max: usize,
     timeout: Duration,
-) -> Result<(Head, u16, Option<u64>), HeadError> {
-    let parse = |buf: &[u8]| -> Result<Option<(usize, (u16, Option<u64>))>, HeadError> {
+) -> Result<(Head, ResponseInfo), HeadError> {
+    let parse = |buf: &[u8]| -> Result<Option<(usize, ResponseInfo)>, HeadError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(buf) {
             Ok(httparse::Status::Complete(len)) => {
                 let length = header(resp.headers, "content-length")
                     .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
-                Ok(Some((len, (resp.code.unwrap_or(0), length))))
+                let info = ResponseInfo {
+                    status: resp.code.unwrap_or(0),
+                    content_length: length,
+                };
+                Ok(Some((len, info)))
             }
             Ok(httparse::Status::Partial) => Ok(None),
             Err(_) => Err(HeadError::Malformed("not an HTTP/1.x response")),
         }
     };
-    let (head, (status, length)) = read_head(stream, max, timeout, parse).await?;
-    Ok((head, status, length))
+    read_head(stream, max, timeout, parse).await
 }
 
 async fn read_head<T>(

@@ -153,7 +153,7 @@ async fn handshake(
         config.upstream_handshake_timeout,
     )
     .await;
-    let (response, status, length) = match answer {
+    let (response, info) = match answer {
         Ok(a) => a,
         Err(HeadError::Timeout(_)) => {
             count("backend_timeout");
@@ -178,13 +178,13 @@ async fn handshake(
             .await;
         }
     };
-    if status != 101 {
+    if info.status != 101 {
         count("refused");
         return forward_refusal(
             client,
             backend,
             response,
-            length,
+            info.content_length,
             config.upstream_handshake_timeout,
         )
         .await;

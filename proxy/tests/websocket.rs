@@ -4,7 +4,6 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! Test harness: a real proxy on 127.0.0.1 port 0 in front of real WebSocket echo backends,
 //! with real WebSocket clients; helpers wait on conditions with deadlines, never sleep.
 
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,7 +84,10 @@ pub async fn try_ws(proxy: &RunningProxy) -> Result<Ws, tokio_tungstenite::tungs
     Ok(ws)
 }
 
-pub async fn echo_once(ws: &mut Ws, text: &str) {
+pub async fn echo_once<S>(ws: &mut WebSocketStream<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     ws.send(Message::text(text)).await.unwrap();
     let reply = tokio::time::timeout(DEADLINE, ws.next())
         .await
