@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus text), `/healthz` (process up), `/readyz` (at
-//! least one backend takes new connections) and `/api/v1/state` (JSON counts).
+//! The admin listener: `/` (the status page), `/metrics` (Prometheus text), `/healthz` (process
+//! up), `/readyz` (at least one backend takes new connections), `/api/v1/state` (JSON counts and
+//! the scaler's view) and `/api/v1/history` (the scaler's last ten minutes, one sample a second).
 //!
 //! Answers are small and built from the backend table at request time; each connection carries
 //! one request and is closed, so a stuck scraper cannot hold anything.
@@ -15,7 +16,11 @@ use tokio::net::TcpStream;
 
 use crate::head;
 use crate::respond;
+use crate::scale::StatusView;
 use crate::shared::Shared;
+
+/// The status page: one self-contained file (no CDN), polling the JSON endpoints every second.
+const STATUS_PAGE: &str = include_str!("admin/status.html");
 
 /// Largest admin request head.
 const MAX_HEAD: usize = 8 * 1024;
@@ -27,6 +32,9 @@ pub struct State {
     pub backends: Vec<BackendLoad>,
     /// Sums over all backends.
     pub totals: Totals,
+    /// The scaler's view, when a scaler runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaler: Option<StatusView>,
 }
 
 /// Sums in `/api/v1/state`.
@@ -57,6 +65,7 @@ pub fn state(shared: &Shared) -> State {
     State {
         backends: load.backends,
         totals,
+        scaler: shared.scaler.view(),
     }
 }
 
@@ -100,9 +109,18 @@ fn route(shared: &Shared, path: &str) -> (u16, &'static str, String) {
                 shared.metrics.render(&load),
             )
         }
+        "/" | "/index.html" => (200, "text/html; charset=utf-8", STATUS_PAGE.to_owned()),
         "/healthz" => (200, TEXT, "ok\n".into()),
         "/readyz" if shared.table.has_eligible() => (200, TEXT, "ready\n".into()),
         "/readyz" => (503, TEXT, "no backend takes new connections\n".into()),
+        "/api/v1/history" => {
+            let history = shared.scaler.view().map(|v| v.history).unwrap_or_default();
+            (
+                200,
+                JSON,
+                serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()),
+            )
+        }
         "/api/v1/state" => {
             let body = serde_json::to_string(&state(shared))
                 .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -111,7 +129,8 @@ fn route(shared: &Shared, path: &str) -> (u16, &'static str, String) {
         _ => (
             404,
             TEXT,
-            "not found: try /metrics, /healthz, /readyz, /api/v1/state\n".into(),
+            "not found: try /, /metrics, /healthz, /readyz, /api/v1/state, /api/v1/history\n"
+                .into(),
         ),
     }
 }

@@ -35,6 +35,81 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9001")]
         listen: SocketAddr,
     },
+    /// Run the whole loop on this machine: proxy, local echo backends, scaler, and load.
+    Demo(DemoArgs),
+    /// Open and hold WebSockets following a connection-count profile.
+    Loadgen(LoadgenArgs),
+    /// Compare scaling policies on a demand trace in the simulator.
+    Simulate(tidegate_scaler::sim::cli::SimulateArgs),
+}
+
+/// Flags of `tidegate demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Load profile: ramp, surge, storm, none, or a CSV file of t_seconds,connections.
+    #[arg(long, default_value = "surge")]
+    pub load: String,
+    /// Stop after this long, e.g. 120s; without it the demo runs until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Length of one pass of the load profile (it repeats).
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    pub period: Duration,
+    /// Most connections the load reaches.
+    #[arg(long, default_value_t = 1000)]
+    pub peak: u64,
+    /// Most live WebSockets per backend.
+    #[arg(long, default_value_t = 100)]
+    pub max_connections_per_backend: u32,
+    /// Time each new backend takes to start (as a pod would).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub boot_delay: Duration,
+    /// Most backends the scaler may run.
+    #[arg(long, default_value_t = 30)]
+    pub max_replicas: u32,
+    /// Traffic listener address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin listener address (the status page is at /).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+}
+
+impl DemoArgs {
+    /// The demo's plan.
+    pub fn plan(&self) -> crate::demo::DemoPlan {
+        crate::demo::DemoPlan {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            load: self.load.clone(),
+            peak: self.peak,
+            period: self.period,
+            duration: self.duration,
+            capacity: self.max_connections_per_backend,
+            boot_delay: self.boot_delay,
+            max_replicas: self.max_replicas,
+        }
+    }
+}
+
+/// Flags of `tidegate loadgen`.
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    /// WebSocket URL to connect to, e.g. ws://127.0.0.1:8080/.
+    #[arg(long)]
+    pub url: String,
+    /// Profile: ramp, surge, storm, none, or a CSV file of t_seconds,connections.
+    #[arg(long, default_value = "ramp")]
+    pub profile: String,
+    /// Most connections (scales the built-in profiles; CSV traces are used as written).
+    #[arg(long, default_value_t = 1000)]
+    pub peak: u64,
+    /// Length of one pass of the profile (it repeats).
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    pub period: Duration,
+    /// Stop after this long; without it, run until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
 }
 
 /// Flags of `tidegate proxy`.

@@ -14,6 +14,7 @@
 
 mod backends;
 mod load;
+mod scaler;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use tidegate_common::duration;
 use tidegate_common::telemetry::LogFormat;
 
-pub use backends::{Backends, StaticBackend};
+pub use backends::{Backends, LocalBackends, StaticBackend};
 pub use load::{ConfigError, load_file, parse};
+pub use scaler::ScalerSection;
 
 /// Default traffic listener. Loopback: a cluster deployment sets `0.0.0.0:8080`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -108,6 +110,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Log lines as `text` (default) or `json`. The level comes from `RUST_LOG` (default info).
     pub log_format: LogFormat,
+    /// The embedded autoscaler; off when absent. Needs a scalable backend source
+    /// (`backends.local`).
+    pub scaler: Option<ScalerSection>,
 }
 
 impl Default for Config {
@@ -131,6 +136,7 @@ impl Default for Config {
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             log_format: LogFormat::Text,
+            scaler: None,
         }
     }
 }
@@ -179,7 +185,14 @@ impl Config {
                 return invalid(field, "a duration above zero".into());
             }
         }
-        self.backends.validate()
+        self.backends.validate()?;
+        if let Some(scaler) = &self.scaler {
+            if self.backends.local.is_none() {
+                return invalid("scaler", "a scalable backend source: backends.local".into());
+            }
+            scaler.validate(self.max_connections_per_backend)?;
+        }
+        Ok(())
     }
 
     /// `Retry-After` in whole seconds (at least 1).

@@ -15,13 +15,16 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod echo;
 pub mod head;
 pub mod http;
 pub mod listener;
+pub mod loadgen;
 pub mod metrics;
 pub mod relay;
 pub mod respond;
+pub mod scale;
 pub mod server;
 pub mod shared;
 pub mod signals;

@@ -37,6 +37,24 @@ fn main() -> ExitCode {
             telemetry::init(LogFormat::Text);
             tidegate_proxy::echo::run_blocking(listen)
         }
+        Command::Demo(args) => {
+            telemetry::init(LogFormat::Text);
+            match tidegate_proxy::demo::run(&args.plan()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Loadgen(args) => match tidegate_proxy::loadgen::run_cli(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Simulate(args) => match tidegate_scaler::sim::cli::run(&args) {
+            Ok(table) => {
+                println!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
     }
 }
 

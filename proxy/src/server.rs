@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::http::HttpFallback;
 use crate::listener::{self, ListenerService, Role};
+use crate::scale::local::{LocalPool, LocalPoolService};
+use crate::scale::{ScaleTarget, ScalerService};
 use crate::shared::Shared;
+use tidegate_scaler::tidegate::TidegatePolicy;
 
 /// A server ready to run, with the addresses its listeners are bound to.
 pub struct Prepared {
@@ -26,6 +29,8 @@ pub struct Prepared {
     pub admin_addr: SocketAddr,
     /// The state the proxy shares with its services.
     pub shared: Arc<Shared>,
+    /// The local backend pool, in local mode.
+    pub pool: Option<Arc<LocalPool>>,
 }
 
 /// Why the proxy could not start.
@@ -79,6 +84,11 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
 
     let threads = config.threads;
     let conf = server_conf(&config);
+    let (local, scaler, cap) = (
+        config.backends.local.clone(),
+        config.scaler.clone(),
+        config.max_connections_per_backend,
+    );
     let shared = Shared::new(config);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let http = HttpFallback::new(Arc::clone(&shared));
@@ -100,11 +110,33 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         "admin",
         ListenerService::new(Role::Admin, Arc::clone(&shared), admin, http),
     ));
+    let remove_below = scaler.as_ref().map_or(0, |s| s.policy.drain_remove_below);
+    let pool = local.map(|l| {
+        Arc::new(LocalPool::new(
+            l,
+            cap,
+            remove_below,
+            Arc::clone(&shared.table),
+        ))
+    });
+    if let Some(pool) = &pool {
+        server.add_service(background_service(
+            "local-backends",
+            LocalPoolService(Arc::clone(pool)),
+        ));
+        if let Some(section) = scaler {
+            let policy = Box::new(TidegatePolicy::new(section.policy_config(cap)));
+            let target: Arc<dyn ScaleTarget> = Arc::clone(pool) as Arc<dyn ScaleTarget>;
+            let service = ScalerService::new(Arc::clone(&shared), target, policy, section.dry_run);
+            server.add_service(background_service("scaler", service));
+        }
+    }
     Ok(Prepared {
         server,
         traffic_addr,
         admin_addr,
         shared,
+        pool,
     })
 }
 
@@ -122,6 +154,7 @@ impl Prepared {
             traffic_addr,
             admin_addr,
             shared,
+            pool,
         } = self;
         let signal = Box::new(ChannelSignal(tokio::sync::Mutex::new(rx)));
         let thread = std::thread::Builder::new()
@@ -136,6 +169,7 @@ impl Prepared {
             traffic_addr,
             admin_addr,
             shared,
+            pool,
             stop: tx,
             thread: Some(thread),
         }
@@ -150,6 +184,8 @@ pub struct RunningProxy {
     pub admin_addr: SocketAddr,
     /// The proxy's shared state (table, metrics, config).
     pub shared: Arc<Shared>,
+    /// The local backend pool, in local mode.
+    pub pool: Option<Arc<LocalPool>>,
     stop: mpsc::UnboundedSender<ShutdownSignal>,
     thread: Option<JoinHandle<()>>,
 }

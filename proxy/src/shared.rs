@@ -7,6 +7,7 @@ use tidegate_common::{BackendTable, QueuePolicy};
 
 use crate::config::Config;
 use crate::metrics::ProxyMetrics;
+use crate::scale::{ScalerMetrics, ScalerStatus};
 
 /// The proxy's shared state: the live config snapshot, the backend table and the metrics.
 pub struct Shared {
@@ -16,6 +17,8 @@ pub struct Shared {
     pub table: Arc<BackendTable>,
     /// Metrics served on the admin listener.
     pub metrics: ProxyMetrics,
+    /// What the scaler last decided (empty when no scaler runs).
+    pub scaler: ScalerStatus,
 }
 
 impl Shared {
@@ -23,10 +26,16 @@ impl Shared {
     pub fn new(config: Config) -> Arc<Self> {
         let table = Arc::new(BackendTable::new());
         table.set_backends(config.backend_specs());
+        let metrics = ProxyMetrics::new();
+        let scaler = match ScalerMetrics::register(metrics.registry()) {
+            Ok(m) => ScalerStatus::with_metrics(m),
+            Err(_) => ScalerStatus::default(),
+        };
         Arc::new(Self {
             config: ArcSwap::from_pointee(config),
             table,
-            metrics: ProxyMetrics::new(),
+            metrics,
+            scaler,
         })
     }
 }

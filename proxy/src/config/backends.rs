@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -18,10 +19,81 @@ pub struct Backends {
     /// override the cap for one backend. Default: none.
     #[serde(rename = "static")]
     pub static_: Vec<StaticBackend>,
+    /// Backends run as local processes on 127.0.0.1 and scaled by the scaler (local mode).
+    /// Default: off.
+    pub local: Option<LocalBackends>,
+}
+
+/// `backends.local`: a pool of backend processes on this machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalBackends {
+    /// Command line of one backend, split on whitespace; `{port}` and `{id}` are replaced.
+    /// Default: this binary's own `echo-backend --listen 127.0.0.1:{port}`.
+    pub command: Option<String>,
+    /// Artificial start-up delay before a new process counts as ready, so a demo behaves like
+    /// pods that take time to boot. Default `0s`.
+    #[serde(with = "tidegate_common::duration")]
+    pub boot_delay: Duration,
+    /// Ports handed to backends, inclusive `[first, last]`. Default `[20000, 29999]`.
+    pub port_range: [u16; 2],
+    /// How readiness is checked: `tcp` (a connect succeeds) or an HTTP path such as
+    /// `/healthz` (GET answers 2xx). Default `tcp`.
+    pub readiness: String,
+    /// How long a draining process may keep connections before it is stopped. Default `30s`.
+    #[serde(with = "tidegate_common::duration")]
+    pub drain_grace: Duration,
+    /// After SIGTERM, how long before SIGKILL. Default `5s`.
+    #[serde(with = "tidegate_common::duration")]
+    pub stop_timeout: Duration,
+    /// Processes started before the scaler's first decision. Default 2.
+    pub initial: u32,
+}
+
+impl Default for LocalBackends {
+    fn default() -> Self {
+        Self {
+            command: None,
+            boot_delay: Duration::ZERO,
+            port_range: [20000, 29999],
+            readiness: "tcp".into(),
+            drain_grace: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(5),
+            initial: 2,
+        }
+    }
 }
 
 impl Backends {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(local) = &self.local {
+            let [first, last] = local.port_range;
+            if first == 0 || first > last {
+                return Err(ConfigError::Invalid {
+                    field: "backends.local.port_range",
+                    expected: "[first, last] with 0 < first <= last".into(),
+                });
+            }
+            if local.readiness != "tcp" && !local.readiness.starts_with('/') {
+                return Err(ConfigError::Invalid {
+                    field: "backends.local.readiness",
+                    expected: format!(
+                        "tcp or an HTTP path such as /healthz (got {:?})",
+                        local.readiness
+                    ),
+                });
+            }
+            if local
+                .command
+                .as_deref()
+                .is_some_and(|c| !c.contains("{port}"))
+            {
+                return Err(ConfigError::Invalid {
+                    field: "backends.local.command",
+                    expected: "a command line containing {port}".into(),
+                });
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for b in &self.static_ {
             if !seen.insert(b.address) {
