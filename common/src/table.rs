@@ -120,6 +120,13 @@ impl BackendTable {
         self.slots.capacity_changed();
     }
 
+    /// Sets every backend's capacity (a config reload changed the per-backend cap).
+    pub fn set_capacity_all(&self, capacity: u32) {
+        for b in self.backends.load().iter() {
+            b.set_capacity(capacity);
+        }
+    }
+
     /// Drops removed backends whose last connection has closed.
     pub fn prune(&self) {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());

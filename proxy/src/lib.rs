@@ -7,6 +7,8 @@
 //!   promote on 101, relay with no idle buffers ([`relay`]) — and everything else to pingora's
 //!   HTTP proxy ([`http`]).
 //! - [`admin`] serves `/metrics` ([`metrics`]), `/healthz`, `/readyz` and `/api/v1/state`.
+//! - [`kube`] is Kubernetes mode: EndpointSlice discovery, the Deployment scale target with
+//!   drain-first actuation, and Lease leadership.
 //! - [`config`] is the YAML config; [`echo`] a WebSocket echo backend for tests, benches and
 //!   the demo.
 //!
@@ -19,10 +21,12 @@ pub mod demo;
 pub mod echo;
 pub mod head;
 pub mod http;
+pub mod kube;
 pub mod listener;
 pub mod loadgen;
 pub mod metrics;
 pub mod relay;
+pub mod reload;
 pub mod respond;
 pub mod scale;
 pub mod server;

@@ -18,7 +18,13 @@ fn main() -> ExitCode {
             };
             telemetry::init(config.log_format);
             match tidegate_proxy::server::prepare(config) {
-                Ok(prepared) => {
+                Ok(mut prepared) => {
+                    if let Some(path) = args.config.clone() {
+                        let reload = move || args.resolve();
+                        if let Err(e) = prepared.watch_config(path, Box::new(reload)) {
+                            return fail(&e);
+                        }
+                    }
                     tracing::info!(traffic = %prepared.traffic_addr, admin = %prepared.admin_addr, "tidegate proxy starting");
                     prepared.run_until_signal();
                     ExitCode::SUCCESS

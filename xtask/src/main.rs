@@ -52,16 +52,8 @@ fn ensure_cmake() -> Result<(), String> {
     if succeeds("cmake", &["--version"]) {
         return Ok(());
     }
-    eprintln!("xtask: cmake is missing (pingora needs it to build); installing it with apt-get");
-    let is_root = succeeds("sh", &["-c", "[ \"$(id -u)\" = 0 ]"]);
-    let install =
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake";
-    let ok = if is_root {
-        succeeds("sh", &["-c", install])
-    } else {
-        succeeds("sudo", &["-n", "sh", "-c", install])
-    };
-    if ok && succeeds("cmake", &["--version"]) {
+    eprintln!("xtask: cmake is missing (pingora needs it to build)");
+    if apt_install("cmake").is_ok() && succeeds("cmake", &["--version"]) {
         Ok(())
     } else {
         Err(
@@ -88,6 +80,59 @@ fn demo(args: &[String]) -> Result<(), String> {
     run("cargo", &cargo)
 }
 
+/// Chromium (Debian) and playwright-core (npm, into target/browser-tools) for the status-page
+/// check; returns the directory holding `node_modules`.
+fn ensure_browser_tools() -> Result<String, String> {
+    if !succeeds("node", &["--version"]) {
+        apt_install("nodejs npm")?;
+    }
+    if !succeeds("chromium", &["--version"]) {
+        apt_install("chromium")?;
+    }
+    let dir = format!(
+        "{}/target/browser-tools",
+        env!("CARGO_MANIFEST_DIR").trim_end_matches("/xtask")
+    );
+    if !std::path::Path::new(&dir)
+        .join("node_modules/playwright-core")
+        .is_dir()
+    {
+        run(
+            "npm",
+            &[
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                &dir,
+                "playwright-core@1",
+            ],
+        )?;
+    }
+    Ok(dir)
+}
+
+fn apt_install(packages: &str) -> Result<(), String> {
+    eprintln!("xtask: installing {packages} with apt-get");
+    let install = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages}"
+    );
+    let is_root = succeeds("sh", &["-c", "[ \"$(id -u)\" = 0 ]"]);
+    let ok = if is_root {
+        succeeds("sh", &["-c", &install])
+    } else {
+        succeeds("sudo", &["-n", "sh", "-c", &install])
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "could not install {packages}: install it and retry"
+        ))
+    }
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     if succeeds("cargo", &["nextest", "--version"]) {
@@ -99,5 +144,25 @@ fn test(extra: &[String]) -> Result<(), String> {
         args.extend(&extra);
         run("cargo", &args)?;
     }
-    run("cargo", &["test", "--workspace", "--doc"])
+    run("cargo", &["test", "--workspace", "--doc"])?;
+    // The status page in headless Chromium (ignored by plain `cargo test`: it needs a browser).
+    let tools = ensure_browser_tools()?;
+    let status = Command::new("cargo")
+        .args([
+            "test",
+            "-p",
+            "tidegate-proxy",
+            "--test",
+            "status_page",
+            "--",
+            "--ignored",
+        ])
+        .env("TIDEGATE_BROWSER_TOOLS", &tools)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the status-page browser test failed".into())
+    }
 }

@@ -1,5 +1,5 @@
-//! `backends:` — where the backends come from. Static addresses today; local processes and
-//! Kubernetes EndpointSlices plug in beside them.
+//! `backends:` — where the backends come from: static addresses, local processes, or a
+//! Kubernetes Service's EndpointSlices (`config/kubernetes.rs`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +22,8 @@ pub struct Backends {
     /// Backends run as local processes on 127.0.0.1 and scaled by the scaler (local mode).
     /// Default: off.
     pub local: Option<LocalBackends>,
+    /// The endpoints of a Kubernetes Service, from its EndpointSlices. Default: off.
+    pub kubernetes: Option<super::KubernetesBackends>,
 }
 
 /// `backends.local`: a pool of backend processes on this machine.
@@ -65,6 +67,11 @@ impl Default for LocalBackends {
 }
 
 impl Backends {
+    /// Whether the backends are the fixed `static` list (no discovery source fills the table).
+    pub fn is_static(&self) -> bool {
+        self.local.is_none()
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if let Some(local) = &self.local {
             let [first, last] = local.port_range;

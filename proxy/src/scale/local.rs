@@ -104,12 +104,23 @@ impl LocalPool {
         }
         let load = self.table.load_snapshot(std::time::Instant::now());
         let mut procs = self.procs();
-        for p in procs
-            .iter_mut()
-            .filter(|p| ready.contains(&p.id) && p.phase == Phase::Booting)
-        {
-            info!(id = p.id, backend = %p.addr, "local backend ready");
-            p.phase = Phase::Ready;
+        let serving = self.serving.load(Ordering::Acquire) as usize;
+        for id in ready {
+            let routed = procs.iter().filter(|p| p.phase == Phase::Ready).count();
+            let Some(p) = procs
+                .iter_mut()
+                .find(|p| p.id == id && p.phase == Phase::Booting)
+            else {
+                continue;
+            };
+            // A new backend beyond what should serve starts as empty standby capacity: the
+            // plan routes to it when it is wanted, so it never fills only to be drained.
+            p.phase = if routed < serving {
+                Phase::Ready
+            } else {
+                Phase::Draining { since: now }
+            };
+            info!(id = p.id, backend = %p.addr, standby = routed >= serving, "local backend ready");
         }
         reap(&mut procs);
         let pods = observations(&procs, &load);

@@ -1,0 +1,146 @@
+//! Config reload without dropping connections: the config file is watched, and a new version is
+//! parsed, validated and swapped in whole (`ArcSwap`). Connections keep the snapshot they started
+//! with; new connections use the new one.
+//!
+//! The watch polls once a second for a change of the file's content fingerprint (size, mtime and
+//! the resolved path), which also catches a Kubernetes ConfigMap update: the kubelet swaps the
+//! `..data` symlink, so the path resolves to a new file. An invalid file keeps the old snapshot,
+//! is logged with the parser's message and counted as `tidegate_config_reloads_total{result=
+//! "error"}`. Settings that cannot change in a running process (listen addresses, threads, the
+//! backend source, the scaler's presence) keep their old values and are reported as needing a
+//! restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use prometheus::IntCounterVec;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::shared::Shared;
+
+const POLL: Duration = Duration::from_secs(1);
+
+/// Reads the config again (the file with any command-line overrides applied).
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// Watches one config file and swaps the shared snapshot when it changes.
+pub struct ConfigWatch {
+    path: PathBuf,
+    load: Loader,
+    shared: Arc<Shared>,
+    reloads: IntCounterVec,
+}
+
+impl ConfigWatch {
+    /// A watch on `path`; `load` re-reads it. Registers `tidegate_config_reloads_total`.
+    pub fn new(path: PathBuf, load: Loader, shared: Arc<Shared>) -> prometheus::Result<Self> {
+        let reloads = IntCounterVec::new(
+            prometheus::Opts::new(
+                "tidegate_config_reloads_total",
+                "Config reloads by result (ok, error, restart_needed).",
+            ),
+            &["result"],
+        )?;
+        shared
+            .metrics
+            .registry()
+            .register(Box::new(reloads.clone()))?;
+        Ok(Self {
+            path,
+            load,
+            shared,
+            reloads,
+        })
+    }
+
+    /// Reloads now: parse, validate, keep what cannot change live, swap. Returns the result label.
+    pub fn reload(&self) -> &'static str {
+        let next = match (self.load)() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "config reload failed; keeping the running config");
+                self.reloads.with_label_values(&["error"]).inc();
+                return "error";
+            }
+        };
+        let current = self.shared.config.load_full();
+        let (next, frozen) = keep_frozen(&current, next);
+        if next == *current && frozen.is_empty() {
+            return "unchanged";
+        }
+        self.apply(&next);
+        self.shared.config.store(Arc::new(next));
+        self.reloads.with_label_values(&["ok"]).inc();
+        if frozen.is_empty() {
+            info!(path = %self.path.display(), "config reloaded");
+            "ok"
+        } else {
+            warn!(path = %self.path.display(), fields = ?frozen, "config reloaded; these fields need a restart to change");
+            self.reloads.with_label_values(&["restart_needed"]).inc();
+            "restart_needed"
+        }
+    }
+
+    /// Applies what lives outside the snapshot: backend caps and static backends.
+    fn apply(&self, next: &Config) {
+        if next.backends.is_static() {
+            self.shared.table.set_backends(next.backend_specs());
+        } else {
+            self.shared
+                .table
+                .set_capacity_all(next.max_connections_per_backend);
+        }
+    }
+
+    fn fingerprint(&self) -> Option<(PathBuf, u64, SystemTime)> {
+        let resolved = std::fs::canonicalize(&self.path).ok()?;
+        let meta = std::fs::metadata(&resolved).ok()?;
+        Some((resolved, meta.len(), meta.modified().ok()?))
+    }
+}
+
+/// Returns `next` with the fields that cannot change live reset to `current`'s, and their names.
+fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>) {
+    let mut frozen = Vec::new();
+    macro_rules! keep {
+        ($($field:ident).+, $name:literal) => {
+            if next.$($field).+ != current.$($field).+ {
+                frozen.push($name);
+                next.$($field).+ = current.$($field).+.clone();
+            }
+        };
+    }
+    keep!(listen, "listen");
+    keep!(admin_listen, "admin_listen");
+    keep!(threads, "threads");
+    keep!(grace_period, "grace_period");
+    keep!(shutdown_timeout, "shutdown_timeout");
+    keep!(log_format, "log_format");
+    keep!(backends.local, "backends.local");
+    keep!(scaler, "scaler");
+    (next, frozen)
+}
+
+#[async_trait]
+impl BackgroundService for ConfigWatch {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut seen = self.fingerprint();
+        let mut ticks = tokio::time::interval(POLL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = self.fingerprint();
+            if now.is_some() && now != seen {
+                seen = now;
+                self.reload();
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Config reload the way a Kubernetes ConfigMap volume delivers it (the kubelet swaps the
+//! `..data` symlink): valid changes apply, an invalid file keeps the running config, settings
+//! that need a restart are reported — and no live WebSocket notices any of it.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use support::*;
+use tidegate_proxy::server;
+
+/// A ConfigMap-style volume: `config.yaml -> ..data/config.yaml`, `..data -> ..<version>`.
+struct ConfigMapDir {
+    dir: tempfile::TempDir,
+    version: u32,
+}
+
+impl ConfigMapDir {
+    fn new(text: &str) -> ConfigMapDir {
+        let mut d = ConfigMapDir {
+            dir: tempfile::tempdir().unwrap(),
+            version: 0,
+        };
+        d.publish(text);
+        symlink("..data/config.yaml", d.path()).unwrap();
+        d
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    /// Writes a new version and swaps `..data` to it atomically, as the kubelet does.
+    fn publish(&mut self, text: &str) {
+        self.version += 1;
+        let name = format!("..v{}", self.version);
+        std::fs::create_dir(self.dir.path().join(&name)).unwrap();
+        std::fs::write(self.dir.path().join(&name).join("config.yaml"), text).unwrap();
+        let tmp = self.dir.path().join("..data_tmp");
+        symlink(&name, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+    }
+}
+
+fn yaml(backend: std::net::SocketAddr, cap: &str, listen: &str) -> String {
+    format!(
+        "listen: {listen}\nadmin_listen: 127.0.0.1:0\nbackends:\n  static: [{backend}]\nmax_connections_per_backend: {cap}\ngrace_period: 1s\nshutdown_timeout: 1s\n"
+    )
+}
+
+async fn reloads(proxy: &tidegate_proxy::server::RunningProxy, result: &str) -> f64 {
+    sample(
+        &metrics(proxy).await,
+        &format!("tidegate_config_reloads_total{{result=\"{result}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_reloads_apply_or_are_refused_without_dropping_live_websockets() {
+    let backend = Backend::start().await;
+    let mut volume = ConfigMapDir::new(&yaml(backend.addr, "5", "127.0.0.1:0"));
+    let path = volume.path();
+    let config = tidegate_proxy::config::load_file(&path).unwrap();
+    let mut prepared = server::prepare(config).unwrap();
+    let load_path: PathBuf = path.clone();
+    prepared
+        .watch_config(
+            path.clone(),
+            Box::new(move || tidegate_proxy::config::load_file(Path::new(&load_path))),
+        )
+        .unwrap();
+    let proxy = prepared.spawn();
+    let mut live = [ws(&proxy).await, ws(&proxy).await, ws(&proxy).await];
+
+    volume.publish(&yaml(backend.addr, "7", "127.0.0.1:0"));
+    wait_until("reload applied", || async {
+        reloads(&proxy, "ok").await == 1.0
+    })
+    .await;
+    assert_eq!(state(&proxy).await["backends"][0]["capacity"], 7);
+
+    volume.publish(&yaml(backend.addr, "lots", "127.0.0.1:0"));
+    wait_until("invalid reload refused", || async {
+        reloads(&proxy, "error").await == 1.0
+    })
+    .await;
+    assert_eq!(
+        state(&proxy).await["backends"][0]["capacity"],
+        7,
+        "the running config must stay"
+    );
+
+    volume.publish(&yaml(backend.addr, "9", "127.0.0.1:1"));
+    wait_until("restart-only change reported", || async {
+        reloads(&proxy, "restart_needed").await == 1.0
+    })
+    .await;
+    assert_eq!(
+        state(&proxy).await["backends"][0]["capacity"],
+        9,
+        "the live part still applies"
+    );
+
+    for (i, c) in live.iter_mut().enumerate() {
+        echo_once(c, &format!("survived the reloads {i}")).await;
+    }
+    assert_eq!(state(&proxy).await["totals"]["live"], 3);
+    assert_counts_match(&proxy, &[&backend]).await;
+}

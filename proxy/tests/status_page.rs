@@ -1,0 +1,76 @@
+//! The status page in a real browser: headless Chromium (driven by playwright-core) loads `/`
+//! from a proxy running the local-mode loop under load, waits until the charts show data, and
+//! saves a screenshot. Needs node, Chromium and playwright-core, which `cargo xtask test`
+//! installs; plain `cargo test` skips it as ignored.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tidegate_proxy::config::{LocalBackends, ScalerSection};
+use tidegate_proxy::loadgen::{Loadgen, Plan, Profile};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node, chromium and playwright-core: run by `cargo xtask test`"]
+async fn the_status_page_shows_live_data_in_headless_chromium() {
+    let mut c = config(&[], 20);
+    c.backends.local = Some(LocalBackends {
+        command: Some(format!(
+            "{} echo-backend --listen 127.0.0.1:{{port}}",
+            env!("CARGO_BIN_EXE_tidegate")
+        )),
+        port_range: [32000, 32999],
+        initial: 2,
+        ..LocalBackends::default()
+    });
+    c.scaler = Some(ScalerSection {
+        min_replicas: 2,
+        max_replicas: 6,
+        boot_time: Duration::from_secs(1),
+        ..ScalerSection::default()
+    });
+    let proxy = start_proxy(c);
+    wait_until("backends ready", || async {
+        state(&proxy).await["totals"]["capacity"].as_u64() >= Some(20)
+    })
+    .await;
+    let load = Loadgen::new(Plan {
+        url: format!("ws://{}/", proxy.traffic_addr),
+        profile: Profile::Ramp { peak: 50 },
+        period: Duration::from_secs(20),
+        duration: None,
+        report: false,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let load_task = tokio::spawn(async move { load.run(async { drop(stop_rx.await) }).await });
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/status_page.mjs");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let url = format!("http://{}/", proxy.admin_addr);
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(&url)
+        .arg(&shot)
+        .output()
+        .await;
+    let out = out.expect("node must be installed (cargo xtask test installs it)");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "screenshot too small"
+    );
+    if let Ok(dest) = std::env::var("TIDEGATE_SCREENSHOT") {
+        std::fs::copy(&shot, dest).unwrap();
+    }
+    stop_tx.send(()).unwrap();
+    load_task.await.unwrap();
+}
