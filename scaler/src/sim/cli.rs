@@ -1,0 +1,240 @@
+//! `tidegate simulate`: run policies side by side on one trace and write the report.
+//!
+//! The binary wires it with one line: a `Simulate(tidegate_scaler::sim::cli::SimulateArgs)`
+//! subcommand whose handler prints `tidegate_scaler::sim::cli::run(&args)?`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::plot;
+use super::policies::PolicyId;
+use super::report;
+use super::run::{self, PolicySummary, RunResult};
+use super::setup::{Pipeline, Placement, Reconnect, Termination, Victims, WorldConfig};
+use super::trace::{self, Trace};
+use crate::Error;
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{e} (expected e.g. \"45s\")"))
+}
+
+/// Flags of `tidegate simulate`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Demand trace: step, ramp, surge, diurnal, flash, storm, or a CSV file
+    /// (`t_seconds,connections`, header optional) [default: step]
+    #[arg(long, default_value = "step")]
+    pub trace: String,
+    /// Nominal pod boot delay B (±20% uniform), between 1s and 10m [default: 45s]
+    #[arg(long, default_value = "45s", value_parser = parse_duration)]
+    pub boot_delay: Duration,
+    /// Input pipeline of the Seed2 policies (HPA-prom, HPA-direct, KPA and tidegate have fixed
+    /// feeds) [default: prom]
+    #[arg(long, value_enum, default_value_t = Pipeline::Prom)]
+    pub pipeline: Pipeline,
+    /// Prometheus scrape interval S for prom-fed policies [default: 30s]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub scrape_interval: Duration,
+    /// Policies: `all` or a comma-separated list of tidegate, HPA-prom, HPA-direct, KPA, Seed2-a,
+    /// Seed2-a-nr, Seed2-b, Seed2-b-nr, Seed2-lin, Oracle-feasible, Oracle-fluid [default: all]
+    #[arg(long, default_value = "all")]
+    pub policies: String,
+    /// Number of seeds (0, 1, …, N-1) [default: 10]
+    #[arg(long, default_value_t = 10)]
+    pub seeds: u64,
+    /// Output directory for summary.json, decisions.csv and SVG plots [default: sim-out]
+    #[arg(long, default_value = "sim-out")]
+    pub out: PathBuf,
+    /// What the edge does when no pod has room: hold (up to 5 s) or reject [default: hold]
+    #[arg(long, value_enum, default_value_t = Placement::Hold)]
+    pub placement: Placement,
+    /// How deleted pods end: hard, grace (30 s), drain [default: grace]
+    #[arg(long, value_enum, default_value_t = Termination::Grace)]
+    pub termination: Termination,
+    /// Victim selection on scale-down: policy, replicaset, deletion-cost [default: policy]
+    #[arg(long, value_enum, default_value_t = Victims::Policy)]
+    pub victims: Victims,
+    /// Reconnect behaviour: jitter (full jitter backoff) or herd (all retry after 1 s)
+    /// [default: jitter]
+    #[arg(long, value_enum, default_value_t = Reconnect::Jitter)]
+    pub reconnect: Reconnect,
+    /// Worker threads [default: 2]
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+impl Default for SimulateArgs {
+    fn default() -> Self {
+        SimulateArgs {
+            trace: "step".into(),
+            boot_delay: Duration::from_secs(45),
+            pipeline: Pipeline::Prom,
+            scrape_interval: Duration::from_secs(30),
+            policies: "all".into(),
+            seeds: 10,
+            out: PathBuf::from("sim-out"),
+            placement: Placement::Hold,
+            termination: Termination::Grace,
+            victims: Victims::Policy,
+            reconnect: Reconnect::Jitter,
+            threads: 2,
+        }
+    }
+}
+
+impl SimulateArgs {
+    /// The world these flags describe.
+    pub fn world(&self) -> WorldConfig {
+        WorldConfig {
+            boot_delay: self.boot_delay,
+            pipeline: self.pipeline,
+            scrape_interval: self.scrape_interval,
+            placement: self.placement,
+            termination: self.termination,
+            victims: self.victims,
+            reconnect: self.reconnect,
+            ..WorldConfig::default()
+        }
+    }
+}
+
+/// Traces per seed (`diurnal` is seeded; the others are loaded once and shared).
+pub fn trace_source(spec: &str) -> Result<impl Fn(u64) -> Arc<Trace>, Error> {
+    let base = Arc::new(trace::load(spec, 0)?);
+    let seeded = spec == "diurnal";
+    let spec = spec.to_string();
+    Ok(move |seed| {
+        if seeded {
+            trace::load(&spec, seed)
+                .map(Arc::new)
+                .unwrap_or_else(|_| Arc::clone(&base))
+        } else {
+            Arc::clone(&base)
+        }
+    })
+}
+
+/// Runs the simulation the flags describe, writes `summary.json`, `decisions.csv` and the SVG
+/// plots into `--out`, and returns the markdown table.
+pub fn run(args: &SimulateArgs) -> Result<String, Error> {
+    let world = args.world();
+    world.validate()?;
+    if args.seeds == 0 {
+        return Err(Error::InvalidConfig {
+            field: "--seeds",
+            reason: "need at least 1".into(),
+        });
+    }
+    let policies = PolicyId::parse_list(&args.policies)?;
+    let source = trace_source(&args.trace)?;
+    let specs = run::specs(&source, &world, &policies, 0..args.seeds, Some(0));
+    let results = run::run_all(&specs, args.threads);
+    let summaries = run::summarize(&results);
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    write_outputs(&args.out, &args.trace, &world, &summaries, &results)?;
+    let title = format!(
+        "trace {} · B = {:?} · pipeline {:?} · {} seed(s)\n\n",
+        args.trace, args.boot_delay, args.pipeline, args.seeds
+    );
+    Ok(title + &report::markdown_table(&summaries))
+}
+
+/// Writes the report files of one trace and world into `dir`.
+pub fn write_outputs(
+    dir: &std::path::Path,
+    trace: &str,
+    world: &WorldConfig,
+    summaries: &[PolicySummary],
+    results: &[RunResult],
+) -> Result<(), Error> {
+    report::write(dir, "summary.json", &report::summary_json(summaries)?)?;
+    report::write(dir, "decisions.csv", &report::decisions_csv(results))?;
+    let runs: Vec<(&str, &[super::world::TimelinePoint])> = results
+        .iter()
+        .filter(|r| !r.output.timeline.is_empty())
+        .map(|r| (r.policy.name(), r.output.timeline.as_slice()))
+        .collect();
+    let title = format!(
+        "{trace}, B = {:?}: demand vs ready pods vs replicas (seed 0)",
+        world.boot_delay
+    );
+    plot::timeline_svg(&dir.join("timeline.svg"), &title, world.capacity, &runs)?;
+    let points: Vec<(String, f64, f64)> = summaries
+        .iter()
+        .map(|p| {
+            (
+                p.policy.name().to_string(),
+                p.mean.cost_over_lb2(),
+                p.mean.lost(),
+            )
+        })
+        .collect();
+    let title = format!(
+        "{trace}, B = {:?}: cost vs lost connections",
+        world.boot_delay
+    );
+    plot::pareto_svg(&dir.join("pareto.svg"), &title, &points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_inputs_are_clear_errors() {
+        let args = SimulateArgs {
+            trace: "tsunami".into(),
+            ..Default::default()
+        };
+        assert!(
+            run(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown trace \"tsunami\"")
+        );
+        let args = SimulateArgs {
+            boot_delay: Duration::from_secs(7200),
+            ..Default::default()
+        };
+        assert!(run(&args).unwrap_err().to_string().contains("--boot-delay"));
+        let args = SimulateArgs {
+            policies: "tidegate,nope".into(),
+            ..Default::default()
+        };
+        assert!(run(&args).unwrap_err().to_string().contains("\"nope\""));
+    }
+
+    #[test]
+    fn writes_the_report_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("t.csv");
+        std::fs::write(&csv, "t_seconds,connections\n0,2000\n120,6000\n400,2000\n").unwrap();
+        let args = SimulateArgs {
+            trace: csv.display().to_string(),
+            boot_delay: Duration::from_secs(15),
+            policies: "tidegate,HPA-prom,Oracle-feasible,Oracle-fluid".into(),
+            seeds: 2,
+            out: dir.path().join("out"),
+            ..Default::default()
+        };
+        let table = run(&args).unwrap();
+        assert!(
+            table.contains("| tidegate |") && table.contains("| HPA-prom |"),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json.as_array().unwrap().len(), 4);
+        assert!(json[0].get("lb2_pod_seconds").is_some());
+        let csv = std::fs::read_to_string(dir.path().join("out/decisions.csv")).unwrap();
+        assert!(csv.starts_with("policy,seed,t_seconds,desired_replicas"));
+        assert!(csv.lines().count() > 10);
+        for svg in ["timeline.svg", "pareto.svg"] {
+            let text = std::fs::read_to_string(dir.path().join("out").join(svg)).unwrap();
+            assert!(text.contains("<svg"), "{svg}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The simulated world's settings (`SIMULATOR.md` § World) and how a policy is plugged in.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::policy::Policy;
+
+/// The simulator's time step.
+pub const STEP: Duration = Duration::from_millis(100);
+/// Smallest accepted boot delay.
+pub const MIN_BOOT_DELAY: Duration = Duration::from_secs(1);
+/// Largest accepted boot delay.
+pub const MAX_BOOT_DELAY: Duration = Duration::from_secs(600);
+
+/// Which input pipeline feeds the policies that follow `--pipeline` (the Seed2 family).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pipeline {
+    /// The proxy's exact counts at the policy's own period.
+    Direct,
+    /// Per-pod gauges scraped every S with a random phase per pod.
+    Prom,
+}
+
+/// What a policy sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// Exact per-pod counts.
+    Direct,
+    /// Scraped per-pod gauges (missing until a pod's first scrape).
+    Prom,
+    /// Exact per-pod counts plus the edge's queue and refusals (tidegate).
+    Edge,
+}
+
+/// How a policy's decision reaches the Deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actuation {
+    /// Patch `spec.replicas`; the ReplicaSet picks victims.
+    Plain,
+    /// Drain the emptiest pods first, remove them once they hold at most `remove_below`
+    /// connections ([`crate::drain`]).
+    DrainFirst {
+        /// Connections at or below which a draining pod is removed.
+        remove_below: u32,
+    },
+}
+
+/// What the edge does with a connection when no pod has room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Hold it up to the hold limit, then refuse.
+    Hold,
+    /// Refuse at once.
+    Reject,
+}
+
+/// How a deleted pod ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Termination {
+    /// Killed at once.
+    Hard,
+    /// Out of the endpoints, killed after the grace period.
+    Grace,
+    /// Out of the endpoints, removed when its last connection ends.
+    Drain,
+}
+
+/// Which pods the ReplicaSet deletes on scale-down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Victims {
+    /// As the policy's actuator sets it: annotations for drain-first policies, default otherwise.
+    Policy,
+    /// ReplicaSet default for everyone: NotReady first, then newest.
+    Replicaset,
+    /// pod-deletion-cost = live connections for everyone (emptiest first).
+    DeletionCost,
+}
+
+/// How disconnected or refused clients come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Reconnect {
+    /// Full jitter: sleep U(0, min(30 s, 1 s·2^n)).
+    Jitter,
+    /// Thundering herd: everyone retries after exactly 1 s.
+    Herd,
+}
+
+/// The world every policy runs in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorldConfig {
+    /// Hard per-pod capacity C (connections).
+    pub capacity: u32,
+    /// Target occupancy T of the baselines (connections per pod).
+    pub target: u32,
+    /// Nominal boot delay B.
+    pub boot_delay: Duration,
+    /// Boot delay jitter: uniform ±this fraction.
+    pub boot_jitter: f64,
+    /// Replica bounds.
+    pub min_replicas: u32,
+    /// Replica bounds.
+    pub max_replicas: u32,
+    /// Mean session lifetime L (exponential).
+    pub mean_lifetime: Duration,
+    /// Hold or reject when no pod has room.
+    pub placement: Placement,
+    /// Longest hold Q.
+    pub hold_limit: Duration,
+    /// How deleted pods end.
+    pub termination: Termination,
+    /// Grace period for [`Termination::Grace`].
+    pub grace: Duration,
+    /// Victim selection.
+    pub victims: Victims,
+    /// Reconnect behaviour.
+    pub reconnect: Reconnect,
+    /// Pipeline of the Seed2 family.
+    pub pipeline: Pipeline,
+    /// Prometheus scrape interval S.
+    pub scrape_interval: Duration,
+    /// A replica patch takes effect after U(min, max).
+    pub patch_delay: (Duration, Duration),
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        WorldConfig {
+            capacity: 1000,
+            target: 700,
+            boot_delay: Duration::from_secs(45),
+            boot_jitter: 0.2,
+            min_replicas: 2,
+            max_replicas: 200,
+            mean_lifetime: Duration::from_secs(15 * 60),
+            placement: Placement::Hold,
+            hold_limit: Duration::from_secs(5),
+            termination: Termination::Grace,
+            grace: Duration::from_secs(30),
+            victims: Victims::Policy,
+            reconnect: Reconnect::Jitter,
+            pipeline: Pipeline::Prom,
+            scrape_interval: Duration::from_secs(30),
+            patch_delay: (Duration::from_millis(50), Duration::from_millis(500)),
+        }
+    }
+}
+
+impl WorldConfig {
+    /// Checks ranges; errors name the CLI flag.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(MIN_BOOT_DELAY..=MAX_BOOT_DELAY).contains(&self.boot_delay) {
+            return Err(Error::InvalidConfig {
+                field: "--boot-delay",
+                reason: format!(
+                    "{:?} is outside [{:?}, {:?}]",
+                    self.boot_delay, MIN_BOOT_DELAY, MAX_BOOT_DELAY
+                ),
+            });
+        }
+        if self.scrape_interval < STEP || self.scrape_interval > Duration::from_secs(600) {
+            return Err(Error::InvalidConfig {
+                field: "--scrape-interval",
+                reason: format!("{:?} is outside [100ms, 10m]", self.scrape_interval),
+            });
+        }
+        if self.capacity == 0 || self.target == 0 || self.target > self.capacity {
+            return Err(Error::InvalidConfig {
+                field: "capacity",
+                reason: "need 0 < target ≤ capacity".into(),
+            });
+        }
+        if self.min_replicas == 0 || self.min_replicas > self.max_replicas {
+            return Err(Error::InvalidConfig {
+                field: "min_replicas",
+                reason: "need 1 ≤ min ≤ max".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A policy plugged into the world: the policy and how it sees and acts.
+pub struct PolicySetup {
+    /// The policy.
+    pub policy: Box<dyn Policy>,
+    /// What it sees.
+    pub feed: Feed,
+    /// How its decisions are carried out.
+    pub actuation: Actuation,
+    /// Pods report NotReady while at capacity (the seed's workaround).
+    pub not_ready_at_capacity: bool,
+    /// Offset of its first decision (HPA: random sync phase).
+    pub phase: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_delay_out_of_range_names_the_flag() {
+        let w = WorldConfig {
+            boot_delay: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let err = w.validate().unwrap_err().to_string();
+        assert!(err.contains("--boot-delay"), "{err}");
+        WorldConfig::default().validate().unwrap();
+    }
+}
