@@ -1,0 +1,235 @@
+//! `wsbench`: the WebSocket load client for tidegate's side-by-side benchmarks.
+//!
+//! Each scenario prints one JSON line on stdout (see `tidegate_benches::load`); `table` turns a
+//! file of such lines, as `benches/peers.sh` collects them, into a markdown table.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use std::{net::TcpListener, path::PathBuf, time::Duration};
+use tidegate_benches::{
+    endpoint::Endpoint,
+    load::{Outcome, handshakes, idle, latency, throughput},
+    table,
+};
+
+/// WebSocket load client: idle memory, handshake cost, latency and throughput of a proxy.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Tokio worker threads in the client (default 1: leave the other core to the proxy).
+    #[arg(long, global = true, default_value_t = 1)]
+    client_threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Open idle WebSockets and report the proxy's RSS growth per connection.
+    Idle(IdleArgs),
+    /// Loop WebSocket open + close and report proxy CPU per 1,000 upgrades.
+    Handshakes(HandshakeArgs),
+    /// Send small messages at a fixed aggregate rate and report round-trip percentiles.
+    Latency(LatencyArgs),
+    /// Pump pipelined binary echoes and report messages/s and proxy CPU per million.
+    Throughput(ThroughputArgs),
+    /// Print N currently free TCP ports on 127.0.0.1, one per line.
+    FreePorts {
+        /// How many ports (default 1).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+    /// Render a JSON-lines results file from benches/peers.sh as a markdown table.
+    Table {
+        /// The results file (lines of {"target":..,"repeat":..,"result":{..}}).
+        #[arg(long)]
+        input: PathBuf,
+        /// Columns in order, comma-separated (default direct,haproxy,nginx,tidegate).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "direct,haproxy,nginx,tidegate"
+        )]
+        targets: Vec<String>,
+        /// The column ratios refer to (default haproxy).
+        #[arg(long, default_value = "haproxy")]
+        baseline: String,
+    },
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    tidegate_common::duration::parse(text)
+}
+
+#[derive(Debug, Args)]
+struct IdleArgs {
+    /// Target, e.g. ws://127.0.0.1:8080/ (loopback only).
+    #[arg(long)]
+    url: String,
+    /// Connection counts to measure at, cumulative, comma-separated, e.g. 1000,5000,9900.
+    #[arg(long, value_delimiter = ',', required = true)]
+    connections: Vec<usize>,
+    /// PID of the proxy process whose VmRSS is read.
+    #[arg(long)]
+    pid: u32,
+    /// Settle time after a step's connections are open, before RSS is read (default 5s).
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    hold: Duration,
+    /// Handshakes in flight at once while opening (default 256).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Connections opened, echoed on and closed before the baseline RSS is read (default 10).
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+}
+
+#[derive(Debug, Args)]
+struct HandshakeArgs {
+    /// Target, e.g. ws://127.0.0.1:8080/ (loopback only).
+    #[arg(long)]
+    url: String,
+    /// How long to loop (default 10s).
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    duration: Duration,
+    /// Handshakes in flight at once (default 32).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Stop after this many handshakes even if time remains (default 100000).
+    #[arg(long, default_value_t = 100_000)]
+    max: u64,
+    /// PID of the proxy process whose CPU time is read (omit for none).
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+struct LatencyArgs {
+    /// Target, e.g. ws://127.0.0.1:8080/ (loopback only).
+    #[arg(long)]
+    url: String,
+    /// Connections sharing the rate (default 100).
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Aggregate messages per second (default 2000).
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// How long to send (default 10s).
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    duration: Duration,
+    /// Message size in bytes, at least 8 (default 32).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+}
+
+#[derive(Debug, Args)]
+struct ThroughputArgs {
+    /// Target, e.g. ws://127.0.0.1:8080/ (loopback only).
+    #[arg(long)]
+    url: String,
+    /// Connections sharing the messages (default 16).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Message size in bytes (default 4096).
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// Messages in all, each sent and echoed once (default 1000000).
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Messages in flight per connection (default 32).
+    #[arg(long, default_value_t = 32)]
+    window: u64,
+    /// PID of the proxy process whose CPU time is read (omit for none).
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.client_threads.max(1))
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    runtime.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Idle(a) => run_idle(a).await,
+        Command::Handshakes(a) => run_handshakes(a).await,
+        Command::Latency(a) => run_latency(a).await,
+        Command::Throughput(a) => run_throughput(a).await,
+        Command::FreePorts { count } => free_ports(count),
+        Command::Table {
+            input,
+            targets,
+            baseline,
+        } => {
+            let records = table::read_records(&input)?;
+            print!("{}", table::render(&records, &targets, &baseline));
+            Ok(())
+        }
+    }
+}
+
+async fn run_idle(a: IdleArgs) -> anyhow::Result<()> {
+    let mut steps = a.connections;
+    steps.sort_unstable();
+    let config = idle::Config {
+        steps,
+        pid: a.pid,
+        hold: a.hold,
+        concurrency: a.concurrency,
+        warmup: a.warmup,
+    };
+    let emit = |report| println!("{}", Outcome::Idle(report).to_json_line());
+    Ok(idle::run(&Endpoint::parse(&a.url)?, &config, emit).await?)
+}
+
+async fn run_handshakes(a: HandshakeArgs) -> anyhow::Result<()> {
+    let config = handshakes::Config {
+        duration: a.duration,
+        concurrency: a.concurrency,
+        max: a.max,
+        pid: a.pid,
+    };
+    let report = handshakes::run(&Endpoint::parse(&a.url)?, &config).await?;
+    println!("{}", Outcome::Handshakes(report).to_json_line());
+    Ok(())
+}
+
+async fn run_latency(a: LatencyArgs) -> anyhow::Result<()> {
+    let config = latency::Config {
+        connections: a.connections,
+        rate: a.rate,
+        duration: a.duration,
+        size: a.size,
+    };
+    let report = latency::run(&Endpoint::parse(&a.url)?, &config).await?;
+    println!("{}", Outcome::Latency(report).to_json_line());
+    Ok(())
+}
+
+async fn run_throughput(a: ThroughputArgs) -> anyhow::Result<()> {
+    let config = throughput::Config {
+        connections: a.connections,
+        size: a.size,
+        messages: a.messages,
+        window: a.window,
+        pid: a.pid,
+    };
+    let report = throughput::run(&Endpoint::parse(&a.url)?, &config).await?;
+    println!("{}", Outcome::Throughput(report).to_json_line());
+    Ok(())
+}
+
+/// Binds `count` listeners on port 0 at once (so the ports differ), prints them, releases them.
+fn free_ports(count: usize) -> anyhow::Result<()> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    for l in &listeners {
+        println!("{}", l.local_addr()?.port());
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The rows of the table and how each is computed from one target's results in one repeat.
+
+use super::{Figure, Record, Run};
+use crate::load::{Outcome, idle, latency};
+use std::collections::BTreeSet;
+
+/// The figures, with one memory row per idle step found in `records`.
+pub(super) fn figures(records: &[Record]) -> Vec<Figure> {
+    let steps: BTreeSet<usize> = records
+        .iter()
+        .filter_map(|r| idle_of(&r.result))
+        .map(|i| i.connections)
+        .collect();
+    let mut rows: Vec<Figure> = steps.iter().map(|&c| bytes_per_conn(c)).collect();
+    if let (Some(&lo), Some(&hi)) = (steps.first(), steps.last()) {
+        if lo < hi {
+            rows.push(slope(lo, hi));
+        }
+        rows.push(rss_at(hi));
+    }
+    rows.extend([
+        row("proxy CPU per 1,000 upgrades (ms)", |o| match o {
+            Outcome::Handshakes(h) => h.cpu_ms_per_1k,
+            _ => None,
+        }),
+        row("upgrades/s (open + close, 32 in flight)", |o| match o {
+            Outcome::Handshakes(h) => Some(h.per_s),
+            _ => None,
+        }),
+    ]);
+    rows.extend(latency_rows());
+    rows.extend([
+        row("proxy CPU per million 4 KiB echoes (s)", |o| match o {
+            Outcome::Throughput(t) => t.cpu_s_per_million,
+            _ => None,
+        }),
+        row("4 KiB echoes/s", |o| match o {
+            Outcome::Throughput(t) => Some(t.msgs_per_s),
+            _ => None,
+        }),
+    ]);
+    rows
+}
+
+fn latency_rows() -> Vec<Figure> {
+    vec![
+        row("round trip p50 (µs)", |o| latency_of(o).map(|l| l.p50_us)),
+        row("round trip p99 (µs)", |o| latency_of(o).map(|l| l.p99_us)),
+        added("added round trip p50 vs direct (µs)", |l| l.p50_us),
+        added("added round trip p99 vs direct (µs)", |l| l.p99_us),
+    ]
+}
+
+/// A figure read from the first outcome of the run that yields a value.
+fn row(label: &str, pick: fn(&Outcome) -> Option<f64>) -> Figure {
+    Figure {
+        label: label.to_owned(),
+        value: Box::new(move |run: &Run<'_>| run.own.iter().find_map(|o| pick(o))),
+    }
+}
+
+/// A latency quantile minus the direct run's in the same repeat (none for direct itself).
+fn added(label: &str, quantile: fn(&latency::Report) -> f64) -> Figure {
+    let value = move |run: &Run<'_>| {
+        let own = run.own.iter().find_map(|o| latency_of(o))?;
+        let direct = run.direct.iter().find_map(|o| latency_of(o))?;
+        if std::ptr::eq(own, direct) {
+            return None;
+        }
+        Some(quantile(own) - quantile(direct))
+    };
+    Figure {
+        label: label.to_owned(),
+        value: Box::new(value),
+    }
+}
+
+fn bytes_per_conn(conns: usize) -> Figure {
+    let value = move |run: &Run<'_>| step(run, conns).map(|i| i.bytes_per_conn);
+    Figure {
+        label: format!("RSS per idle WebSocket at {} (bytes)", count(conns)),
+        value: Box::new(value),
+    }
+}
+
+/// Marginal bytes per connection between two steps of the same process.
+fn slope(lo: usize, hi: usize) -> Figure {
+    let value = move |run: &Run<'_>| {
+        let (a, b) = (step(run, lo)?, step(run, hi)?);
+        Some((b.rss_after_kb as f64 - a.rss_after_kb as f64) * 1024.0 / (hi - lo) as f64)
+    };
+    Figure {
+        label: format!(
+            "RSS slope {} → {} (bytes per WebSocket)",
+            count(lo),
+            count(hi)
+        ),
+        value: Box::new(value),
+    }
+}
+
+fn rss_at(conns: usize) -> Figure {
+    let value = move |run: &Run<'_>| step(run, conns).map(|i| i.rss_after_kb as f64 / 1024.0);
+    Figure {
+        label: format!("RSS with {} idle WebSockets (MiB)", count(conns)),
+        value: Box::new(value),
+    }
+}
+
+fn step<'a>(run: &Run<'a>, conns: usize) -> Option<&'a idle::Report> {
+    run.own
+        .iter()
+        .filter_map(|o| idle_of(o))
+        .find(|i| i.connections == conns)
+}
+
+fn idle_of(o: &Outcome) -> Option<&idle::Report> {
+    match o {
+        Outcome::Idle(i) => Some(i),
+        _ => None,
+    }
+}
+
+fn latency_of(o: &Outcome) -> Option<&latency::Report> {
+    match o {
+        Outcome::Latency(l) => Some(l),
+        _ => None,
+    }
+}
+
+/// `9900` → `9.9k`, `500` → `500`.
+fn count(n: usize) -> String {
+    if n >= 1000 && n.is_multiple_of(100) {
+        let k = n as f64 / 1000.0;
+        if n.is_multiple_of(1000) {
+            format!("{k:.0}k")
+        } else {
+            format!("{k:.1}k")
+        }
+    } else {
+        n.to_string()
+    }
+}

@@ -1,0 +1,122 @@
+use super::*;
+use crate::load::{handshakes, idle, latency};
+
+fn idle(target: &str, repeat: u32, connections: usize, after: u64) -> Record {
+    let result = Outcome::Idle(idle::Report {
+        connections,
+        rss_before_kb: 1000,
+        rss_after_kb: after,
+        bytes_per_conn: (after - 1000) as f64 * 1024.0 / connections as f64,
+        open_s: 1.0,
+    });
+    Record {
+        target: target.to_owned(),
+        repeat,
+        result,
+    }
+}
+
+fn latency(target: &str, repeat: u32, p50_us: f64) -> Record {
+    let result = Outcome::Latency(latency::Report {
+        connections: 1,
+        rate: 1.0,
+        sent: 1,
+        received: 1,
+        p50_us,
+        p90_us: p50_us,
+        p99_us: p50_us * 2.0,
+        max_us: p50_us * 3.0,
+    });
+    Record {
+        target: target.to_owned(),
+        repeat,
+        result,
+    }
+}
+
+fn targets() -> Vec<String> {
+    ["direct", "haproxy", "tidegate"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn line<'a>(table: &'a str, label: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {label}")))
+        .unwrap()
+}
+
+#[test]
+fn medians_ratios_and_pending() {
+    let records = vec![
+        idle("haproxy", 1, 1000, 2000),
+        idle("haproxy", 2, 1000, 4000),
+        idle("haproxy", 3, 1000, 3000),
+        idle("haproxy", 1, 3000, 5000),
+    ];
+    let table = render(&records, &targets(), "haproxy");
+    assert!(table.starts_with("| figure | direct | HAProxy | tidegate |\n|---|"));
+    let row = line(&table, "RSS per idle WebSocket at 1k");
+    assert_eq!(
+        row,
+        "| RSS per idle WebSocket at 1k (bytes) | pending | 2,048 (1.00×) ±50% | pending |"
+    );
+    let slope = line(&table, "RSS slope 1k → 3k");
+    assert!(slope.contains("| 1,536 (1.00×) |"), "{slope}");
+    assert!(line(&table, "RSS with 3k idle").contains("| 4.88 (1.00×) |"));
+}
+
+#[test]
+fn added_latency_pairs_repeats_with_direct() {
+    let records = vec![
+        latency("direct", 1, 50.0),
+        latency("haproxy", 1, 80.0),
+        latency("direct", 2, 60.0),
+        latency("haproxy", 2, 100.0),
+        latency("tidegate", 1, 110.0),
+    ];
+    let table = render(&records, &targets(), "haproxy");
+    let row = line(&table, "added round trip p50");
+    assert_eq!(
+        row,
+        "| added round trip p50 vs direct (µs) | – | 35.0 (1.00×) ±14% | 60.0 (1.71×) |"
+    );
+}
+
+#[test]
+fn reads_records_back() {
+    let report = handshakes::Report {
+        handshakes: 10,
+        errors: 0,
+        elapsed_s: 1.0,
+        per_s: 10.0,
+        proxy_cpu_s: None,
+        cpu_ms_per_1k: None,
+    };
+    let record = Record {
+        target: "nginx".into(),
+        repeat: 1,
+        result: Outcome::Handshakes(report),
+    };
+    let text = serde_json::to_string(&record).unwrap();
+    assert!(text.contains("\"mode\":\"handshakes\""), "{text}");
+    let dir = std::env::temp_dir().join(format!("wsbench-table-{}", std::process::id()));
+    std::fs::write(&dir, format!("{text}\n\n{text}\n")).unwrap();
+    assert_eq!(read_records(&dir).unwrap().len(), 2);
+    std::fs::write(&dir, "{}\n").unwrap();
+    assert!(matches!(
+        read_records(&dir),
+        Err(Error::Record { line: 1, .. })
+    ));
+    std::fs::remove_file(&dir).unwrap();
+}
+
+#[test]
+fn numbers_are_grouped() {
+    assert_eq!(number(61234.6), "61,235");
+    assert_eq!(number(1000.0), "1,000");
+    assert_eq!(number(-1234567.0), "-1,234,567");
+    assert_eq!(number(35.04), "35.0");
+    assert_eq!(number(1.234), "1.23");
+}
