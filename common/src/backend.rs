@@ -63,6 +63,8 @@ impl fmt::Display for BackendState {
 /// reservation on it, so a backend that leaves the table stays counted until it is empty.
 pub struct Backend {
     address: SocketAddr,
+    /// `address` as text, made once: the metric label of every connection to this backend.
+    label: Box<str>,
     capacity: AtomicU32,
     /// live + pending: the figure the cap limits.
     occupied: AtomicU32,
@@ -95,6 +97,7 @@ impl Backend {
     ) -> Self {
         Self {
             address,
+            label: address.to_string().into_boxed_str(),
             capacity: AtomicU32::new(capacity),
             occupied: AtomicU32::new(0),
             live: AtomicU32::new(0),
@@ -108,6 +111,11 @@ impl Backend {
     /// The socket address connections go to.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address as text (metric label), without a per-call allocation.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Upgraded WebSocket connections open through this backend now.

@@ -81,7 +81,10 @@ async fn connection(mut stream: TcpStream, stats: Arc<EchoStats>) {
                         break;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                // tungstenite answers a Close by itself; reading on flushes the answer and
+                // ends with `None` once the closing handshake is done.
+                Some(Ok(Message::Close(_))) => {}
+                None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
             () = stats.close_one.notified() => {

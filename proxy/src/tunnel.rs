@@ -48,10 +48,7 @@ pub async fn serve(
             let body = "no backend accepted the connection\n";
             return respond::simple(&mut client, 502, "Bad Gateway", &[], body).await;
         };
-        tracing::Span::current().record(
-            "backend",
-            tracing::field::display(backend.peer_addr().map_or(peer, |a| a)),
-        );
+        tracing::Span::current().record("backend", reservation.backend().label());
         handshake(shared, config, client, backend, reservation, request).await;
     }
     .instrument(span)
@@ -89,16 +86,16 @@ async fn connect(
             Ok(Err(e)) => debug!(backend = %addr, error = %e, "connect failed"),
             Err(_) => debug!(backend = %addr, "connect timed out"),
         }
-        let label = addr.to_string();
+        let label = reservation.backend().label();
         shared
             .metrics
             .connect_failures
-            .with_label_values(&[&label])
+            .with_label_values(&[label])
             .inc();
         shared
             .metrics
             .upgrades
-            .with_label_values(&[&label, "connect_error"])
+            .with_label_values(&[label, "connect_error"])
             .inc();
         shared.table.eject(
             reservation.backend(),
@@ -127,12 +124,13 @@ async fn handshake(
     mut reservation: Reservation,
     request: Head,
 ) {
-    let label = reservation.backend().address().to_string();
+    let backend_ref = std::sync::Arc::clone(reservation.backend());
+    let label = backend_ref.label();
     let count = |result: &str| {
         shared
             .metrics
             .upgrades
-            .with_label_values(&[&label, result])
+            .with_label_values(&[label, result])
             .inc()
     };
     if backend.write_all(&request.bytes).await.is_err() {
