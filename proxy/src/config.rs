@@ -13,6 +13,7 @@
 //! ```
 
 mod backends;
+mod kubernetes;
 mod load;
 mod scaler;
 
@@ -24,6 +25,10 @@ use tidegate_common::duration;
 use tidegate_common::telemetry::LogFormat;
 
 pub use backends::{Backends, LocalBackends, StaticBackend};
+pub use kubernetes::{
+    DEFAULT_LEASE_DURATION, DEFAULT_RENEW_PERIOD, DeploymentRef, KubeClientConfig,
+    KubernetesBackends, LeaderElection, PortRef,
+};
 pub use load::{ConfigError, load_file, parse};
 pub use scaler::ScalerSection;
 
@@ -110,9 +115,18 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Log lines as `text` (default) or `json`. The level comes from `RUST_LOG` (default info).
     pub log_format: LogFormat,
+    /// Relay upgraded WebSockets with tidegate's own buffer-free relay (`true`, default) or
+    /// hand them to pingora's tunnel like any request (`false`: ~60 KB per idle WebSocket;
+    /// kept for comparison and as a fallback). Counting and routing are the same either way.
+    pub websocket_fast_path: bool,
     /// The embedded autoscaler; off when absent. Needs a scalable backend source
-    /// (`backends.local`).
+    /// (`backends.local`, or `backends.kubernetes` with `scaler.deployment`).
     pub scaler: Option<ScalerSection>,
+    /// Only the holder of this Lease runs the scaler (several proxy replicas). Default: off
+    /// (this instance always scales).
+    pub leader_election: Option<LeaderElection>,
+    /// Kubernetes credentials. Default: `$KUBECONFIG`, `~/.kube/config` or the service account.
+    pub kube_client: Option<KubeClientConfig>,
 }
 
 impl Default for Config {
@@ -136,7 +150,10 @@ impl Default for Config {
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             log_format: LogFormat::Text,
+            websocket_fast_path: true,
             scaler: None,
+            leader_election: None,
+            kube_client: None,
         }
     }
 }
@@ -186,9 +203,16 @@ impl Config {
             }
         }
         self.backends.validate()?;
+        self.validate_kube()?;
         if let Some(scaler) = &self.scaler {
-            if self.backends.local.is_none() {
-                return invalid("scaler", "a scalable backend source: backends.local".into());
+            let kube = self.backends.kubernetes.is_some() && scaler.deployment.is_some();
+            if self.backends.local.is_none() && !kube {
+                return invalid(
+                    "scaler",
+                    "a scalable backend source: backends.local, or backends.kubernetes with \
+                     scaler.deployment"
+                        .into(),
+                );
             }
             scaler.validate(self.max_connections_per_backend)?;
         }

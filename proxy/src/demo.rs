@@ -65,6 +65,7 @@ pub fn config(plan: &DemoPlan) -> Config {
             max_replicas: plan.max_replicas,
             boot_time: plan.boot_delay + Duration::from_secs(1),
             dry_run: false,
+            deployment: None,
             policy,
         }),
         ..Config::default()

@@ -134,7 +134,7 @@ async fn serve_traffic(
     )
     .await
     {
-        Ok((head, info)) if info.websocket => {
+        Ok((head, info)) if info.websocket && config.websocket_fast_path => {
             tunnel::serve(&shared, &config, stream, head, peer).await
         }
         Ok((head, _)) => http::hand_over(&http, stream, head, &shutdown).await,

@@ -40,6 +40,7 @@ pub struct ScalerService {
     target: Arc<dyn ScaleTarget>,
     policy: std::sync::Mutex<Option<Box<dyn Policy>>>,
     dry_run: bool,
+    leading: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl ScalerService {
@@ -55,7 +56,18 @@ impl ScalerService {
             target,
             policy: std::sync::Mutex::new(Some(policy)),
             dry_run,
+            leading: None,
         }
+    }
+
+    /// Runs the loop only while `leading` is true (leader election); without it, always.
+    pub fn with_leadership(mut self, leading: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.leading = Some(leading);
+        self
+    }
+
+    fn leading(&self) -> bool {
+        self.leading.as_ref().is_none_or(|l| *l.borrow())
     }
 }
 
@@ -65,7 +77,7 @@ impl BackgroundService for ScalerService {
         let taken = self.policy.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(mut policy) = taken else { return };
         let status = &self.shared.scaler;
-        status.set_leader(true);
+        status.set_leader(self.leading());
         let epoch = Instant::now();
         let mut ticks = tokio::time::interval(policy.sample_period());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,6 +88,11 @@ impl BackgroundService for ScalerService {
                 _ = ticks.tick() => {}
                 _ = shutdown.changed() => break,
             }
+            if !self.leading() {
+                status.set_leader(false);
+                continue;
+            }
+            status.set_leader(true);
             let now = epoch.elapsed();
             let load = self.shared.table.load_snapshot(Instant::now());
             let pods = self.target.pods(&load);

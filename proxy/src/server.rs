@@ -89,6 +89,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         config.scaler.clone(),
         config.max_connections_per_backend,
     );
+    let kube = crate::kube::Wiring::from_config(&config);
     let shared = Shared::new(config);
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let http = HttpFallback::new(Arc::clone(&shared));
@@ -131,6 +132,10 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
             server.add_service(background_service("scaler", service));
         }
     }
+    // Kubernetes mode: EndpointSlice discovery, and the scaler driving a Deployment.
+    if let Some(kube) = kube {
+        kube.build(&shared).add_to(&mut server);
+    }
     Ok(Prepared {
         server,
         traffic_addr,
@@ -141,6 +146,19 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
 }
 
 impl Prepared {
+    /// Watches `path` and reloads the config when it changes (see [`crate::reload`]); `load`
+    /// re-reads it with any command-line overrides.
+    pub fn watch_config(
+        &mut self,
+        path: std::path::PathBuf,
+        load: crate::reload::Loader,
+    ) -> prometheus::Result<()> {
+        let watch = crate::reload::ConfigWatch::new(path, load, Arc::clone(&self.shared))?;
+        self.server
+            .add_service(background_service("config-reload", watch));
+        Ok(())
+    }
+
     /// Runs until SIGTERM (graceful: open connections get the grace period) or SIGINT (fast).
     pub fn run_until_signal(self) {
         self.server.run(RunArgs::default());

@@ -22,6 +22,8 @@ pub struct ScalerSection {
     pub boot_time: Duration,
     /// Decide and log, but change nothing. Default false.
     pub dry_run: bool,
+    /// The Deployment to scale (with `backends.kubernetes`). Default: none (local mode).
+    pub deployment: Option<super::DeploymentRef>,
     /// The policy's other constants (forecast smoothing, surge mode, scale-down pacing, …);
     /// see `scaler/README.md`. `capacity` comes from `max_connections_per_backend`.
     pub policy: TidegatePolicyConfig,
@@ -34,6 +36,7 @@ impl Default for ScalerSection {
             max_replicas: 50,
             boot_time: Duration::from_secs(45),
             dry_run: false,
+            deployment: None,
             policy: TidegatePolicyConfig::default(),
         }
     }

@@ -1,0 +1,261 @@
+//! Helpers for the tests against a real kube-apiserver (`deploy/k8s-tests.sh` starts one and
+//! sets `TIDEGATE_TEST_KUBECONFIG`): a namespace per test, Deployments, Pods (they stay
+//! Pending: there is no scheduler or kubelet) and EndpointSlices pointing at real local echo
+//! backends, and the tidegate services run on the test's own runtime with a shutdown handle.
+
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::json;
+use tidegate_proxy::config::KubeClientConfig;
+use tidegate_proxy::kube::Wiring;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The admin context of the start script's kubeconfig.
+pub const ADMIN: &str = "local";
+/// The context whose user (`test-user`, token `user-token`) has no rights until granted.
+pub const TEST_USER: &str = "local-test-user";
+
+pub fn kubeconfig() -> PathBuf {
+    std::env::var_os("TIDEGATE_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .expect("set TIDEGATE_TEST_KUBECONFIG (deploy/k8s-tests.sh does)")
+}
+
+pub fn source(context: &str) -> KubeClientConfig {
+    KubeClientConfig {
+        kubeconfig: Some(kubeconfig()),
+        context: Some(context.to_owned()),
+    }
+}
+
+pub async fn client(context: &str) -> Client {
+    let file = Kubeconfig::read_from(kubeconfig()).unwrap();
+    let options = KubeConfigOptions {
+        context: Some(context.to_owned()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(file, &options)
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Creates a fresh namespace `tg-<prefix>-<random>` and returns its name.
+pub async fn namespace(admin: &Client, prefix: &str) -> String {
+    let name = format!("tg-{prefix}-{:08x}", fastrand::u32(..));
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    name
+}
+
+pub async fn create_deployment(admin: &Client, ns: &str, name: &str, replicas: i32) {
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "echo", "image": "tidegate"}]}}
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+}
+
+pub async fn replicas(admin: &Client, ns: &str, name: &str) -> i32 {
+    let d = Api::<Deployment>::namespaced(admin.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    d.spec.unwrap().replicas.unwrap()
+}
+
+pub async fn annotate_deployment(
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+    value: Option<&str>,
+) {
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    Api::<Deployment>::namespaced(admin.clone(), ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+pub async fn create_pod(admin: &Client, ns: &str, name: &str, app: &str) {
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "echo", "image": "tidegate"}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &p)
+        .await
+        .unwrap();
+}
+
+pub async fn pod_annotation(admin: &Client, ns: &str, pod: &str, key: &str) -> Option<String> {
+    let p = Api::<Pod>::namespaced(admin.clone(), ns)
+        .get(pod)
+        .await
+        .unwrap();
+    p.metadata.annotations.and_then(|a| a.get(key).cloned())
+}
+
+/// The conditions of one endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct Conditions {
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+pub const READY: Conditions = Conditions {
+    ready: true,
+    serving: true,
+    terminating: false,
+};
+pub const TERMINATING: Conditions = Conditions {
+    ready: false,
+    serving: true,
+    terminating: true,
+};
+pub const NOT_SERVING: Conditions = Conditions {
+    ready: false,
+    serving: false,
+    terminating: false,
+};
+
+/// An EndpointSlice of Service `service` with one endpoint: `addr` (port named `ws`), pod `pod`.
+pub fn slice(
+    service: &str,
+    name: &str,
+    addr: SocketAddr,
+    pod: &str,
+    c: Conditions,
+) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": "ws", "port": addr.port(), "protocol": "TCP"}],
+        "endpoints": [{
+            "addresses": [addr.ip().to_string()],
+            "conditions": {"ready": c.ready, "serving": c.serving, "terminating": c.terminating},
+            "targetRef": {"kind": "Pod", "name": pod, "namespace": "ignored"},
+        }],
+    }))
+    .unwrap()
+}
+
+/// Creates or replaces a slice.
+pub async fn put_slice(admin: &Client, ns: &str, s: EndpointSlice) {
+    let api = Api::<EndpointSlice>::namespaced(admin.clone(), ns);
+    let name = s.metadata.name.clone().unwrap();
+    match api.get_opt(&name).await.unwrap() {
+        None => drop(api.create(&PostParams::default(), &s).await.unwrap()),
+        Some(old) => {
+            let mut s = s;
+            s.metadata.resource_version = old.metadata.resource_version;
+            api.replace(&name, &PostParams::default(), &s)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+pub async fn delete_slice(admin: &Client, ns: &str, name: &str) {
+    Api::<EndpointSlice>::namespaced(admin.clone(), ns)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// tidegate's Kubernetes services running on the test's runtime.
+pub struct Running {
+    pub parts_target: Option<Arc<tidegate_proxy::kube::deployment::DeploymentTarget>>,
+    pub endpoints: Arc<tidegate_proxy::kube::discovery::Endpoints>,
+    pub leading: Option<watch::Receiver<bool>>,
+    pub shared: Arc<tidegate_proxy::shared::Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Builds the services of `config` and runs those whose names are in `only` (all if empty).
+    pub fn start(config: tidegate_proxy::config::Config, only: &[&str]) -> Running {
+        let wiring = Wiring::from_config(&config).expect("backends.kubernetes is set");
+        let shared = tidegate_proxy::shared::Shared::new(config);
+        let parts = wiring.build(&shared);
+        let (stop, rx) = watch::channel(false);
+        let tasks = parts
+            .services
+            .into_iter()
+            .filter(|(name, _)| only.is_empty() || only.contains(name))
+            .map(|(_, s)| {
+                let rx = rx.clone();
+                tokio::spawn(async move { s.start(rx).await })
+            })
+            .collect();
+        Running {
+            parts_target: parts.target,
+            endpoints: parts.endpoints,
+            leading: parts.leading,
+            shared,
+            stop,
+            tasks,
+        }
+    }
+
+    pub fn target(&self) -> &Arc<tidegate_proxy::kube::deployment::DeploymentTarget> {
+        self.parts_target
+            .as_ref()
+            .expect("scaler.deployment is set")
+    }
+
+    pub fn leading(&self) -> bool {
+        self.leading.as_ref().is_some_and(|l| *l.borrow())
+    }
+
+    /// Graceful stop: the services see shutdown (a leader releases its Lease).
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+
+    /// A crash: the tasks are dropped where they stand (no release, no goodbye).
+    pub fn kill(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
