@@ -122,7 +122,10 @@ fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>
     keep!(shutdown_timeout, "shutdown_timeout");
     keep!(log_format, "log_format");
     keep!(backends.local, "backends.local");
+    keep!(backends.kubernetes, "backends.kubernetes");
     keep!(scaler, "scaler");
+    keep!(leader_election, "leader_election");
+    keep!(kube_client, "kube_client");
     (next, frozen)
 }
 

@@ -69,7 +69,7 @@ impl Default for LocalBackends {
 impl Backends {
     /// Whether the backends are the fixed `static` list (no discovery source fills the table).
     pub fn is_static(&self) -> bool {
-        self.local.is_none()
+        self.local.is_none() && self.kubernetes.is_none()
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
