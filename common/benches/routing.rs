@@ -46,7 +46,9 @@ fn contended(c: &mut Criterion) {
             let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let held: Vec<_> = (0..64).filter_map(|_| t.try_reserve(Instant::now(), &[]).ok()).collect();
+                    let held: Vec<_> = (0..64)
+                        .filter_map(|_| t.try_reserve(Instant::now(), &[]).ok())
+                        .collect();
                     drop(held);
                 }
             })

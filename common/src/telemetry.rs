@@ -31,7 +31,13 @@ impl std::str::FromStr for LogFormat {
 
 /// Installs the global subscriber once; later calls are ignored (tests call it repeatedly).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info");
+}
+
+/// As [`init`], with `default_filter` (e.g. `"warn"`) when `RUST_LOG` is not set.
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -14,6 +14,8 @@ use tidegate_common::LoadSnapshot;
 #[derive(Clone)]
 pub struct ProxyMetrics {
     registry: Registry,
+    /// Serialises scrapes: the per-backend gauges are reset and refilled for each one.
+    render_lock: std::sync::Arc<std::sync::Mutex<()>>,
     backend_live: IntGaugeVec,
     backend_pending: IntGaugeVec,
     backend_capacity: IntGaugeVec,
@@ -52,6 +54,7 @@ impl ProxyMetrics {
         };
         let m = Self {
             registry: Registry::new(),
+            render_lock: Default::default(),
             backend_live: gauge_vec(
                 "tidegate_backend_connections",
                 "Live upgraded WebSockets per backend.",
@@ -164,6 +167,7 @@ impl ProxyMetrics {
 
     /// Renders every metric in the Prometheus text format, with the table's counts as of now.
     pub fn render(&self, load: &LoadSnapshot) -> String {
+        let _one_scrape_at_a_time = self.render_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.set_backend_gauges(load);
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

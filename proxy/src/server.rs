@@ -96,42 +96,8 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let http = Arc::new(pingora::proxy::http_proxy(&server.configuration, http));
     server.bootstrap();
 
-    let mut traffic_service = background_service(
-        "traffic",
-        ListenerService::new(
-            Role::Traffic,
-            Arc::clone(&shared),
-            traffic,
-            Arc::clone(&http),
-        ),
-    );
-    traffic_service.threads = Some(threads);
-    server.add_service(traffic_service);
-    server.add_service(background_service(
-        "admin",
-        ListenerService::new(Role::Admin, Arc::clone(&shared), admin, http),
-    ));
-    let remove_below = scaler.as_ref().map_or(0, |s| s.policy.drain_remove_below);
-    let pool = local.map(|l| {
-        Arc::new(LocalPool::new(
-            l,
-            cap,
-            remove_below,
-            Arc::clone(&shared.table),
-        ))
-    });
-    if let Some(pool) = &pool {
-        server.add_service(background_service(
-            "local-backends",
-            LocalPoolService(Arc::clone(pool)),
-        ));
-        if let Some(section) = scaler {
-            let policy = Box::new(TidegatePolicy::new(section.policy_config(cap)));
-            let target: Arc<dyn ScaleTarget> = Arc::clone(pool) as Arc<dyn ScaleTarget>;
-            let service = ScalerService::new(Arc::clone(&shared), target, policy, section.dry_run);
-            server.add_service(background_service("scaler", service));
-        }
-    }
+    add_listeners(&mut server, &shared, traffic, admin, http, threads);
+    let pool = local.map(|local| add_local_mode(&mut server, &shared, local, scaler, cap));
     // Kubernetes mode: EndpointSlice discovery, and the scaler driving a Deployment.
     if let Some(kube) = kube {
         kube.build(&shared).add_to(&mut server);
@@ -143,6 +109,56 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         shared,
         pool,
     })
+}
+
+/// The traffic and admin accept loops.
+fn add_listeners(
+    server: &mut Server,
+    shared: &Arc<Shared>,
+    traffic: std::net::TcpListener,
+    admin: std::net::TcpListener,
+    http: Arc<pingora::proxy::HttpProxy<HttpFallback>>,
+    threads: usize,
+) {
+    let traffic = ListenerService::new(
+        Role::Traffic,
+        Arc::clone(shared),
+        traffic,
+        Arc::clone(&http),
+    );
+    let mut traffic = background_service("traffic", traffic);
+    traffic.threads = Some(threads);
+    server.add_service(traffic);
+    let admin = ListenerService::new(Role::Admin, Arc::clone(shared), admin, http);
+    server.add_service(background_service("admin", admin));
+}
+
+/// Local mode: the process pool, and the scaler driving it when configured.
+fn add_local_mode(
+    server: &mut Server,
+    shared: &Arc<Shared>,
+    local: crate::config::LocalBackends,
+    scaler: Option<crate::config::ScalerSection>,
+    cap: u32,
+) -> Arc<LocalPool> {
+    let remove_below = scaler.as_ref().map_or(0, |s| s.policy.drain_remove_below);
+    let pool = Arc::new(LocalPool::new(
+        local,
+        cap,
+        remove_below,
+        Arc::clone(&shared.table),
+    ));
+    server.add_service(background_service(
+        "local-backends",
+        LocalPoolService(Arc::clone(&pool)),
+    ));
+    if let Some(section) = scaler {
+        let policy = Box::new(TidegatePolicy::new(section.policy_config(cap)));
+        let target: Arc<dyn ScaleTarget> = Arc::clone(&pool) as Arc<dyn ScaleTarget>;
+        let service = ScalerService::new(Arc::clone(shared), target, policy, section.dry_run);
+        server.add_service(background_service("scaler", service));
+    }
+    pool
 }
 
 impl Prepared {

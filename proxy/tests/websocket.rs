@@ -197,3 +197,56 @@ async fn stopping_the_proxy_releases_every_count() {
     );
     drop(clients);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_return_to_zero_after_thousands_of_mixed_endings() {
+    let backends = [Backend::start().await, Backend::start().await];
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
+    let mut c = config(&addrs, 10);
+    c.queue_timeout = Duration::from_secs(15);
+    let proxy = std::sync::Arc::new(start_proxy(c));
+    // 32 clients × 40 connections over 20 slots (so many wait in the queue), each ending one
+    // of four ways.
+    let tasks: Vec<_> = (0..32u32)
+        .map(|client| {
+            let proxy = std::sync::Arc::clone(&proxy);
+            tokio::spawn(async move {
+                for i in 0..40u32 {
+                    let mut ws = ws(&proxy).await;
+                    match (client + i) % 4 {
+                        0 => ws.close(None).await.unwrap(),
+                        1 => drop(ws),
+                        2 => {
+                            echo_once(&mut ws, "x").await;
+                            drop(ws);
+                        }
+                        _ => {
+                            echo_once(&mut ws, "y").await;
+                            ws.close(None).await.unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    wait_until("every count back to zero", || async {
+        let s = state(&proxy).await;
+        s["totals"]["live"] == 0 && s["totals"]["pending"] == 0
+    })
+    .await;
+    let m = metrics(&proxy).await;
+    let ok: f64 = addrs
+        .iter()
+        .filter_map(|a| {
+            sample(
+                &m,
+                &format!("tidegate_upgrades_total{{backend=\"{a}\",result=\"ok\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(ok, 1280.0);
+    assert_counts_match(&proxy, &[&backends[0], &backends[1]]).await;
+}

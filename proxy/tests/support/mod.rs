@@ -67,7 +67,7 @@ pub fn config(backends: &[SocketAddr], cap: u32) -> Config {
 }
 
 pub fn start_proxy(config: Config) -> RunningProxy {
-    tidegate_common::telemetry::init(Default::default());
+    tidegate_common::telemetry::init_with_default(Default::default(), "warn");
     server::prepare(config).unwrap().spawn()
 }
 
