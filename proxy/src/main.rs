@@ -44,7 +44,9 @@ fn main() -> ExitCode {
             tidegate_proxy::echo::run_blocking(listen)
         }
         Command::Demo(args) => {
-            telemetry::init(LogFormat::Text);
+            // The load lines and the scaler's decisions; the rest at RUST_LOG=info if wanted.
+            let quiet = "warn,tidegate_proxy::scale=info";
+            telemetry::init_with_default(LogFormat::Text, quiet);
             match tidegate_proxy::demo::run(&args.plan()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),

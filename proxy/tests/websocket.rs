@@ -58,15 +58,7 @@ async fn live_counts_follow_open_echo_client_close_and_backend_close() {
     assert_eq!(s["backends"][0]["state"], "ready");
 
     let m = metrics(&proxy).await;
-    let ok: f64 = addrs
-        .iter()
-        .filter_map(|a| {
-            sample(
-                &m,
-                &format!("tidegate_upgrades_total{{backend=\"{a}\",result=\"ok\"}}"),
-            )
-        })
-        .sum();
+    let ok = upgrades_total(&m, &addrs, "ok");
     assert_eq!(ok, 9.0);
     drop(clients);
     wait_until("all closed", || async {
@@ -238,15 +230,7 @@ async fn counts_return_to_zero_after_thousands_of_mixed_endings() {
     })
     .await;
     let m = metrics(&proxy).await;
-    let ok: f64 = addrs
-        .iter()
-        .filter_map(|a| {
-            sample(
-                &m,
-                &format!("tidegate_upgrades_total{{backend=\"{a}\",result=\"ok\"}}"),
-            )
-        })
-        .sum();
+    let ok = upgrades_total(&m, &addrs, "ok");
     assert_eq!(ok, 1280.0);
     assert_counts_match(&proxy, &[&backends[0], &backends[1]]).await;
 }

@@ -287,10 +287,15 @@ impl Policy for TidegatePolicy {
         };
         let forecast = self.forecast(now);
         let load = forecast.max(self.demand);
-        let up = self.clamp(pods_for(load, occ * f64::from(self.cfg.capacity)));
+        let sized = pods_for(load, occ * f64::from(self.cfg.capacity));
+        let up = self.clamp(sized);
         let decision = if up > current || current > self.cfg.max_replicas {
             let mut reason = self.reason(Action::ScaleUp, load, occ, current);
-            reason.note = if surge { "surge" } else { "" };
+            reason.note = match (surge, sized < up) {
+                (_, true) => "min_replicas",
+                (true, false) => "surge",
+                (false, false) => "",
+            };
             if up < current {
                 reason.action = Action::ScaleDown;
                 reason.note = "max_replicas";

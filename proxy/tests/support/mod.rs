@@ -135,6 +135,19 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// `tidegate_upgrades_total{result}` summed over `backends`.
+pub fn upgrades_total(metrics: &str, backends: &[SocketAddr], result: &str) -> f64 {
+    backends
+        .iter()
+        .filter_map(|a| {
+            sample(
+                metrics,
+                &format!("tidegate_upgrades_total{{backend=\"{a}\",result=\"{result}\"}}"),
+            )
+        })
+        .sum()
+}
+
 /// Live count per backend address, from `/api/v1/state`.
 pub async fn live_by_backend(proxy: &RunningProxy) -> Vec<(String, u64)> {
     let s = state(proxy).await;
