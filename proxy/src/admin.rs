@@ -1,6 +1,6 @@
 //! The admin listener: `/` (the status page), `/metrics` (Prometheus text), `/healthz` (process
 //! up), `/readyz` (at least one backend takes new connections), `/api/v1/state` (JSON counts and
-//! the scaler's view) and `/api/v1/history` (the scaler's last ten minutes, one sample a second).
+//! the scaler's view) and `/api/v1/history` (the last ten minutes, one sample a second).
 //!
 //! Answers are small and built from the backend table at request time; each connection carries
 //! one request and is closed, so a stuck scraper cannot hold anything.
@@ -114,7 +114,7 @@ fn route(shared: &Shared, path: &str) -> (u16, &'static str, String) {
         "/readyz" if shared.table.has_eligible() => (200, TEXT, "ready\n".into()),
         "/readyz" => (503, TEXT, "no backend takes new connections\n".into()),
         "/api/v1/history" => {
-            let history = shared.scaler.view().map(|v| v.history).unwrap_or_default();
+            let history = shared.scaler.history();
             (
                 200,
                 JSON,
@@ -156,4 +156,22 @@ async fn write(
         let _ = stream.write_all(body.as_bytes()).await;
     }
     let _ = stream.shutdown().await;
+}
+
+/// Samples the counts once a second for `/api/v1/history` (what the status page draws).
+pub struct HistoryService(pub Arc<Shared>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for HistoryService {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let load = self.0.table.load_snapshot(Instant::now());
+            self.0.scaler.sample(&load, self.0.metrics.rejected_total());
+        }
+    }
 }

@@ -118,7 +118,7 @@ impl BackgroundService for ScalerService {
                 let serving = decision.serving.unwrap_or(decision.replicas);
                 self.target.set_desired(decision.replicas, serving);
             }
-            status.record(&obs, &decision, &load, rejected);
+            status.record(&obs, &decision);
         }
         status.set_leader(false);
     }

@@ -131,6 +131,8 @@ fn add_listeners(
     server.add_service(traffic);
     let admin = ListenerService::new(Role::Admin, Arc::clone(shared), admin, http);
     server.add_service(background_service("admin", admin));
+    let history = crate::admin::HistoryService(Arc::clone(shared));
+    server.add_service(background_service("history", history));
 }
 
 /// Local mode: the process pool, and the scaler driving it when configured.

@@ -234,3 +234,20 @@ async fn counts_return_to_zero_after_thousands_of_mixed_endings() {
     assert_eq!(ok, 1280.0);
     assert_counts_match(&proxy, &[&backends[0], &backends[1]]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_for_the_status_page_is_sampled_without_a_scaler() {
+    let backend = Backend::start().await;
+    let proxy = start_proxy(config(&[backend.addr], 10));
+    let _clients = [ws(&proxy).await, ws(&proxy).await];
+    wait_until("a sample with both connections", || async {
+        let body = get(proxy.admin_addr, "/api/v1/history").await;
+        let json = body.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let history: serde_json::Value = serde_json::from_str(json).unwrap();
+        history.as_array().unwrap().last().is_some_and(|s| {
+            s["live"] == 2 && s["capacity"] == 10 && s["ready"] == 1 && s["desired"].is_null()
+        })
+    })
+    .await;
+    assert!(state(&proxy).await.get("scaler").is_none(), "no scaler object without a scaler");
+}

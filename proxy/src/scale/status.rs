@@ -1,5 +1,6 @@
-//! What the scaler shows: the `scaler` object of `/api/v1/state`, its history for the status
-//! page, and the `tidegate_scaler_*` metrics.
+//! What the scaler shows: the `scaler` object of `/api/v1/state`, the `tidegate_scaler_*`
+//! metrics, and the per-second history the status page draws (sampled by the admin listener's
+//! history service whether or not a scaler runs here; the scaler's figures join it when it does).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -7,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::Serialize;
-use tidegate_common::LoadSnapshot;
+use tidegate_common::{BackendState, LoadSnapshot};
 use tidegate_scaler::Decision;
 use tidegate_scaler::Observation;
 use tidegate_scaler::policy::Action;
@@ -28,11 +29,11 @@ pub struct Sample {
     pub waiting: u64,
     /// Capacity of routable backends.
     pub capacity: u64,
-    /// The forecast at the boot horizon.
+    /// The forecast at the boot horizon (when a scaler runs here).
     pub forecast: Option<f64>,
-    /// Desired serving replicas.
-    pub desired: u32,
-    /// Ready replicas.
+    /// Replicas the scaler asks for (when a scaler runs here).
+    pub desired: Option<u32>,
+    /// Backends that take new connections.
     pub ready: u32,
     /// 503s since start.
     pub rejected: u64,
@@ -70,15 +71,13 @@ pub struct StatusView {
     pub last_decision: String,
     /// Decisions that changed the replica count, newest last.
     pub decisions: VecDeque<DecisionRecord>,
-    /// One sample a tick, newest last (served on `/api/v1/history`, not in the state).
-    #[serde(skip)]
-    pub history: VecDeque<Sample>,
 }
 
 /// The scaler's status, shared with the admin listener.
 #[derive(Default)]
 pub struct ScalerStatus {
     view: Mutex<Option<StatusView>>,
+    history: Mutex<VecDeque<Sample>>,
     metrics: Option<ScalerMetrics>,
 }
 
@@ -139,6 +138,7 @@ impl ScalerStatus {
     pub fn with_metrics(metrics: ScalerMetrics) -> Self {
         Self {
             view: Mutex::new(None),
+            history: Mutex::default(),
             metrics: Some(metrics),
         }
     }
@@ -163,8 +163,43 @@ impl ScalerStatus {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Records one tick of the loop.
-    pub fn record(&self, obs: &Observation<'_>, d: &Decision, load: &LoadSnapshot, rejected: u64) {
+    /// The last ten minutes, one sample a second, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Adds one second to the history: the table's counts, with the scaler's latest figures
+    /// when a scaler runs here.
+    pub fn sample(&self, load: &LoadSnapshot, rejected: u64) {
+        let scaler = self.view().filter(|v| v.leader);
+        let sample = Sample {
+            t_ms: unix_ms(),
+            live: load.total_live(),
+            waiting: load.waiting as u64,
+            capacity: load.routable_capacity(),
+            forecast: scaler.as_ref().and_then(|v| v.forecast_connections),
+            desired: scaler.as_ref().map(|v| v.desired_replicas),
+            ready: load
+                .backends
+                .iter()
+                .filter(|b| b.state == BackendState::Ready)
+                .count() as u32,
+            rejected,
+        };
+        push_bounded(
+            &mut self.history.lock().unwrap_or_else(|p| p.into_inner()),
+            sample,
+            HISTORY,
+        );
+    }
+
+    /// Records one decision of the loop.
+    pub fn record(&self, obs: &Observation<'_>, d: &Decision) {
         let forecast = d.forecast.map(|f| f.connections);
         let t_ms = unix_ms();
         if let Some(m) = &self.metrics {
@@ -196,17 +231,6 @@ impl ScalerStatus {
                     DECISIONS,
                 );
             }
-            let sample = Sample {
-                t_ms,
-                live: load.total_live(),
-                waiting: load.waiting as u64,
-                capacity: load.routable_capacity(),
-                forecast,
-                desired: d.replicas,
-                ready: obs.ready(),
-                rejected,
-            };
-            push_bounded(&mut v.history, sample, HISTORY);
         });
     }
 }
