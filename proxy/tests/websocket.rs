@@ -249,5 +249,8 @@ async fn the_history_for_the_status_page_is_sampled_without_a_scaler() {
         })
     })
     .await;
-    assert!(state(&proxy).await.get("scaler").is_none(), "no scaler object without a scaler");
+    assert!(
+        state(&proxy).await.get("scaler").is_none(),
+        "no scaler object without a scaler"
+    );
 }
