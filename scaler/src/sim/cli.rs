@@ -160,16 +160,7 @@ pub fn write_outputs(
         world.boot_delay
     );
     plot::timeline_svg(&dir.join("timeline.svg"), &title, world.capacity, &runs)?;
-    let points: Vec<(String, f64, f64)> = summaries
-        .iter()
-        .map(|p| {
-            (
-                p.policy.name().to_string(),
-                p.mean.cost_over_lb2(),
-                p.mean.lost(),
-            )
-        })
-        .collect();
+    let points = plot::pareto_points(summaries);
     let title = format!(
         "{trace}, B = {:?}: cost vs lost connections",
         world.boot_delay

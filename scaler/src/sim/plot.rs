@@ -87,6 +87,20 @@ pub fn timeline_svg(
     root.present().map_err(|e| plot_err(path, e))
 }
 
+/// The Pareto plot's points: per policy, (name, cost / LB2, lost connections).
+pub fn pareto_points(summaries: &[super::run::PolicySummary]) -> Vec<(String, f64, f64)> {
+    summaries
+        .iter()
+        .map(|p| {
+            (
+                p.policy.name().to_string(),
+                p.mean.cost_over_lb2(),
+                p.mean.lost(),
+            )
+        })
+        .collect()
+}
+
 /// Pareto plot: x = pod-seconds / LB2, y = rejected + forced disconnects (log scale).
 pub fn pareto_svg(path: &Path, title: &str, points: &[(String, f64, f64)]) -> Result<(), Error> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();

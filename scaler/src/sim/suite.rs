@@ -110,16 +110,7 @@ fn run_cell(
             world.capacity,
             &runs,
         )?;
-        let points: Vec<(String, f64, f64)> = summaries
-            .iter()
-            .map(|p| {
-                (
-                    p.policy.name().to_string(),
-                    p.mean.cost_over_lb2(),
-                    p.mean.lost(),
-                )
-            })
-            .collect();
+        let points = plot::pareto_points(&summaries);
         let title = format!(
             "{trace}, B = {}s: cost / LB2 vs rejected + forced",
             boot.as_secs()
