@@ -45,6 +45,16 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The `listener` label of its metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Traffic => "traffic",
+            Role::Admin => "admin",
+        }
+    }
+}
+
 /// An accept loop on a socket bound earlier.
 pub struct ListenerService {
     role: Role,
@@ -82,13 +92,23 @@ impl BackgroundService for ListenerService {
             return error!(role = ?self.role, "listener unavailable");
         };
         info!(role = ?self.role, address = ?listener.local_addr().ok(), "listening");
+        let mut failing = false;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn(stream, peer, shutdown.clone()),
-                    // Out of descriptors and similar: keep serving what is open, retry shortly.
+                    Ok((stream, peer)) => {
+                        if std::mem::take(&mut failing) {
+                            info!(role = ?self.role, "accepting again");
+                        }
+                        self.spawn(stream, peer, shutdown.clone());
+                    }
+                    // Out of descriptors and similar: keep serving what is open, retry shortly;
+                    // log the first failure of a streak, count every one.
                     Err(e) => {
-                        error!(role = ?self.role, error = %e, "accept failed");
+                        if !std::mem::replace(&mut failing, true) {
+                            error!(role = ?self.role, error = %e, "accept failed; retrying every 50 ms");
+                        }
+                        self.shared.metrics.accept_errors.with_label_values(&[self.role.label()]).inc();
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 },

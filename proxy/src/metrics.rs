@@ -36,6 +36,8 @@ pub struct ProxyMetrics {
     /// `tidegate_backend_connect_failures_total{backend}`: failed connects (the backend is
     /// then ejected for `eject_for`).
     pub connect_failures: IntCounterVec,
+    /// `tidegate_accept_errors_total{listener}`: failed accepts (e.g. out of file descriptors).
+    pub accept_errors: IntCounterVec,
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -122,6 +124,11 @@ impl ProxyMetrics {
                 "Failed TCP connects to a backend.",
                 &["backend"],
             ),
+            accept_errors: counter_vec(
+                "tidegate_accept_errors_total",
+                "Failed accepts on a listener (e.g. out of file descriptors).",
+                &["listener"],
+            ),
         };
         m.register_all();
         m
@@ -141,6 +148,7 @@ impl ProxyMetrics {
             Box::new(self.connection_duration.clone()),
             Box::new(self.queue_wait.clone()),
             Box::new(self.connect_failures.clone()),
+            Box::new(self.accept_errors.clone()),
         ];
         for c in all {
             self.registry

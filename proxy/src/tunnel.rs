@@ -39,14 +39,28 @@ pub async fn serve(
             .metrics
             .queue_wait
             .observe(queued.elapsed().as_secs_f64());
-        let Some((reservation, backend)) = connect(shared, config, reservation).await else {
-            shared
-                .metrics
-                .rejected
-                .with_label_values(&["backends_unreachable"])
-                .inc();
-            let body = "no backend accepted the connection\n";
-            return respond::simple(&mut client, 502, "Bad Gateway", &[], body).await;
+        let (reservation, backend) = match connect(shared, config, reservation).await {
+            Ok(connected) => connected,
+            Err(NoBackend::Unreachable) => {
+                shared
+                    .metrics
+                    .rejected
+                    .with_label_values(&["backends_unreachable"])
+                    .inc();
+                let body = "no backend accepted the connection\n";
+                return respond::simple(&mut client, 502, "Bad Gateway", &[], body).await;
+            }
+            Err(NoBackend::OutOfDescriptors) => {
+                shared
+                    .metrics
+                    .rejected
+                    .with_label_values(&["out_of_descriptors"])
+                    .inc();
+                let retry = [("Retry-After", config.retry_after_secs().to_string())];
+                let body = "the proxy is out of file descriptors; retry later\n";
+                return respond::simple(&mut client, 503, "Service Unavailable", &retry, body)
+                    .await;
+            }
         };
         tracing::Span::current().record("backend", reservation.backend().label());
         handshake(shared, config, client, backend, reservation, request).await;
@@ -73,7 +87,7 @@ async fn connect(
     shared: &Shared,
     config: &Config,
     first: Reservation,
-) -> Option<(Reservation, TcpStream)> {
+) -> Result<(Reservation, TcpStream), NoBackend> {
     let mut reservation = first;
     let mut tried: Vec<SocketAddr> = Vec::new();
     loop {
@@ -81,8 +95,10 @@ async fn connect(
         match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                return Some((reservation, stream));
+                return Ok((reservation, stream));
             }
+            // Out of descriptors is the proxy's own trouble: the backend is fine, keep it in.
+            Ok(Err(e)) if is_out_of_descriptors(&e) => return Err(NoBackend::OutOfDescriptors),
             Ok(Err(e)) => debug!(backend = %addr, error = %e, "connect failed"),
             Err(_) => debug!(backend = %addr, "connect timed out"),
         }
@@ -105,13 +121,26 @@ async fn connect(
         tried.push(addr);
         drop(reservation);
         if tried.len() >= config.connect_attempts as usize {
-            return None;
+            return Err(NoBackend::Unreachable);
         }
         reservation = shared
             .table
             .try_reserve(std::time::Instant::now(), &tried)
-            .ok()?;
+            .map_err(|_| NoBackend::Unreachable)?;
     }
+}
+
+/// Why no backend connection could be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoBackend {
+    /// Every backend tried refused or timed out (they are ejected) → 502.
+    Unreachable,
+    /// The proxy itself is out of file descriptors (EMFILE / ENFILE) → 503, nobody ejected.
+    OutOfDescriptors,
+}
+
+fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(code) if code == nix::libc::EMFILE || code == nix::libc::ENFILE)
 }
 
 /// Passes the client's head to the backend, the backend's answer to the client, and relays
