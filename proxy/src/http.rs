@@ -14,7 +14,7 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
-use tidegate_common::{InflightRequest, Reservation};
+use tidegate_common::{Backend, InflightRequest, Reservation};
 use tokio::net::TcpStream;
 
 use crate::head::Head;
@@ -39,7 +39,7 @@ pub struct RequestCtx {
     reservation: Option<Reservation>,
     inflight: Option<InflightRequest>,
     tried: Vec<SocketAddr>,
-    backend: Option<SocketAddr>,
+    backend: Option<Arc<Backend>>,
 }
 
 /// Hands a connection whose first request head was already read to pingora's HTTP proxy.
@@ -113,19 +113,19 @@ impl ProxyHttp for HttpFallback {
     ) -> Result<Box<HttpPeer>> {
         let table = &self.shared.table;
         let now = Instant::now();
-        let address = if ctx.websocket {
+        let backend = if ctx.websocket {
             if ctx.reservation.is_none() {
                 ctx.reservation = table.try_reserve(now, &ctx.tried).ok();
             }
-            ctx.reservation.as_ref().map(|r| r.backend().address())
+            ctx.reservation.as_ref().map(|r| Arc::clone(r.backend()))
         } else {
             ctx.inflight = table.route_request(now, &ctx.tried);
-            ctx.inflight.as_ref().map(|r| r.backend().address())
+            ctx.inflight.as_ref().map(|r| Arc::clone(r.backend()))
         };
-        let address = address
+        let backend = backend
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no backend with room"))?;
-        ctx.backend = Some(address);
-        let mut peer = HttpPeer::new(address, false, String::new());
+        let mut peer = HttpPeer::new(backend.address(), false, String::new());
+        ctx.backend = Some(backend);
         peer.options.connection_timeout = Some(self.shared.config.load().connect_timeout);
         Ok(Box::new(peer))
     }
@@ -138,18 +138,13 @@ impl ProxyHttp for HttpFallback {
         mut e: Box<Error>,
     ) -> Box<Error> {
         let config = self.shared.config.load();
-        if let Some(address) = ctx.backend.take() {
+        if let Some(backend) = ctx.backend.take() {
+            let failures = &self.shared.metrics.connect_failures;
+            failures.with_label_values(&[backend.label()]).inc();
             self.shared
-                .metrics
-                .connect_failures
-                .with_label_values(&[&address.to_string()])
-                .inc();
-            if let Some(b) = self.shared.table.get(address) {
-                self.shared
-                    .table
-                    .eject(&b, Instant::now(), config.eject_for);
-            }
-            ctx.tried.push(address);
+                .table
+                .eject(&backend, Instant::now(), config.eject_for);
+            ctx.tried.push(backend.address());
         }
         ctx.reservation = None;
         ctx.inflight = None;
@@ -177,15 +172,15 @@ impl ProxyHttp for HttpFallback {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let Some(backend) = ctx.backend else { return };
-        let label = backend.to_string();
+        let Some(backend) = &ctx.backend else { return };
+        let label = backend.label();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if ctx.websocket {
             let result = if status == 101 { "ok" } else { "refused" };
             self.shared
                 .metrics
                 .upgrades
-                .with_label_values(&[&label, result])
+                .with_label_values(&[label, result])
                 .inc();
         } else {
             let class = match status {
@@ -195,7 +190,7 @@ impl ProxyHttp for HttpFallback {
             self.shared
                 .metrics
                 .http_requests
-                .with_label_values(&[&label, class])
+                .with_label_values(&[label, class])
                 .inc();
         }
     }

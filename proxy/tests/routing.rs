@@ -158,13 +158,17 @@ async fn plain_http_is_proxied_and_counted() {
     let proxy = start_proxy(config(&[backend.addr], 100));
     let answer = get(proxy.traffic_addr, "/healthz").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let m = metrics(&proxy).await;
     let series = format!(
         "tidegate_http_requests_total{{backend=\"{}\",code_class=\"2xx\"}}",
         backend.addr
     );
-    assert_eq!(sample(&m, &series), Some(1.0));
-    assert_eq!(state(&proxy).await["backends"][0]["inflight_requests"], 0);
+    // The client can see the end of the response a moment before pingora logs and drops the
+    // request: wait for both.
+    wait_until("the request is counted and no longer in flight", || async {
+        sample(&metrics(&proxy).await, &series) == Some(1.0)
+            && state(&proxy).await["backends"][0]["inflight_requests"] == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
