@@ -51,15 +51,8 @@ pub async fn serve(
                 return respond::simple(&mut client, 502, "Bad Gateway", &[], body).await;
             }
             Err(NoBackend::OutOfDescriptors) => {
-                shared
-                    .metrics
-                    .rejected
-                    .with_label_values(&["out_of_descriptors"])
-                    .inc();
-                let retry = [("Retry-After", config.retry_after_secs().to_string())];
                 let body = "the proxy is out of file descriptors; retry later\n";
-                return respond::simple(&mut client, 503, "Service Unavailable", &retry, body)
-                    .await;
+                return refuse(shared, config, &mut client, "out_of_descriptors", body).await;
             }
         };
         tracing::Span::current().record("backend", reservation.backend().label());
@@ -70,15 +63,22 @@ pub async fn serve(
 }
 
 async fn reject(shared: &Shared, config: &Config, client: &mut TcpStream, why: Rejected) {
-    shared
-        .metrics
-        .rejected
-        .with_label_values(&[why.metric_label()])
-        .inc();
     debug!(reason = why.metric_label(), "upgrade refused");
-    let retry = [("Retry-After", config.retry_after_secs().to_string())];
     let body = format!("no capacity for a new WebSocket: {why}; retry later\n");
-    respond::simple(client, 503, "Service Unavailable", &retry, &body).await;
+    refuse(shared, config, client, why.metric_label(), &body).await;
+}
+
+/// Answers 503 with `Retry-After` and counts it under `reason`.
+async fn refuse(
+    shared: &Shared,
+    config: &Config,
+    client: &mut TcpStream,
+    reason: &str,
+    body: &str,
+) {
+    shared.metrics.rejected.with_label_values(&[reason]).inc();
+    let retry = [("Retry-After", config.retry_after_secs().to_string())];
+    respond::simple(client, 503, "Service Unavailable", &retry, body).await;
 }
 
 /// Connects to the reserved backend; on failure ejects it, releases the slot and tries the next

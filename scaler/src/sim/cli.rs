@@ -150,11 +150,7 @@ pub fn write_outputs(
 ) -> Result<(), Error> {
     report::write(dir, "summary.json", &report::summary_json(summaries)?)?;
     report::write(dir, "decisions.csv", &report::decisions_csv(results))?;
-    let runs: Vec<(&str, &[super::world::TimelinePoint])> = results
-        .iter()
-        .filter(|r| !r.output.timeline.is_empty())
-        .map(|r| (r.policy.name(), r.output.timeline.as_slice()))
-        .collect();
+    let runs = plot::timeline_runs(results);
     let title = format!(
         "{trace}, B = {:?}: demand vs ready pods vs replicas (seed 0)",
         world.boot_delay

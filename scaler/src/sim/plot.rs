@@ -87,6 +87,15 @@ pub fn timeline_svg(
     root.present().map_err(|e| plot_err(path, e))
 }
 
+/// The timeline plot's runs: per policy with a recorded timeline, (name, points).
+pub fn timeline_runs(results: &[super::run::RunResult]) -> Vec<(&str, &[TimelinePoint])> {
+    results
+        .iter()
+        .filter(|r| !r.output.timeline.is_empty())
+        .map(|r| (r.policy.name(), r.output.timeline.as_slice()))
+        .collect()
+}
+
 /// The Pareto plot's points: per policy, (name, cost / LB2, lost connections).
 pub fn pareto_points(summaries: &[super::run::PolicySummary]) -> Vec<(String, f64, f64)> {
     summaries

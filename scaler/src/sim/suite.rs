@@ -95,11 +95,7 @@ fn run_cell(
     let summaries = run::summarize(&results);
     if pipeline == Pipeline::Prom {
         let stem = format!("{trace}-B{}", boot.as_secs());
-        let runs: Vec<(&str, &[super::world::TimelinePoint])> = results
-            .iter()
-            .filter(|r| !r.output.timeline.is_empty())
-            .map(|r| (r.policy.name(), r.output.timeline.as_slice()))
-            .collect();
+        let runs = plot::timeline_runs(&results);
         let title = format!(
             "{trace}, B = {}s: demand vs ready pods vs replicas (seed 0)",
             boot.as_secs()
