@@ -11,12 +11,14 @@
 
 pub mod cli;
 mod clients;
+pub mod families;
 pub mod metrics;
 pub mod plot;
 mod pods;
 pub mod policies;
 pub mod report;
 pub mod run;
+mod sessions;
 pub mod setup;
 pub mod suite;
 pub mod trace;

@@ -68,11 +68,7 @@ fn small_trace(points: &[f64]) -> Arc<Trace> {
             points[i] + (next - points[i]) * f
         })
         .collect();
-    Arc::new(Trace {
-        name: "prop".into(),
-        demand,
-        events: vec![],
-    })
+    Arc::new(Trace::new("prop", demand))
 }
 
 proptest! {
