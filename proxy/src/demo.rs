@@ -33,13 +33,25 @@ pub struct DemoPlan {
     pub max_replicas: u32,
 }
 
-/// The demo's config: small caps, a boot delay, and scale-down pacing fit for minutes, not hours.
+/// The demo's config: small caps, a boot delay, and the policy's time constants scaled to a
+/// pass of minutes and backends that boot in seconds (the defaults are for pods that boot in
+/// 15–120 s): trends over seconds, not minutes, and growth of up to 10 %/s believed.
 pub fn config(plan: &DemoPlan) -> Config {
+    let secs = Duration::from_secs;
     let policy = TidegatePolicyConfig {
-        surge_hold: Duration::from_secs(10),
-        scale_down_window: Duration::from_secs(20),
-        scale_down_interval: Duration::from_secs(5),
-        storm_window: Duration::from_secs(20),
+        surge_hold: secs(10),
+        scale_down_window: secs(20),
+        scale_down_interval: secs(5),
+        storm_window: secs(20),
+        trend_window: secs(4),
+        trend_long_window: secs(30),
+        envelope_window: secs(10),
+        forecast_error_window: secs(120),
+        serving_window: secs(10),
+        serving_horizon: secs(2),
+        max_growth_rate: 0.1,
+        surge_growth_rate: 0.02,
+        max_forecast_growth: 3.0,
         ..TidegatePolicyConfig::default()
     };
     Config {

@@ -16,6 +16,8 @@ pub const DEFAULT_TARGET_OCCUPANCY: f64 = 0.94;
 pub const DEFAULT_SCALE_UP_OCCUPANCY: f64 = 0.97;
 /// Default occupancy the peak of the scale-down window must fit into after a scale-down.
 pub const DEFAULT_SCALE_DOWN_OCCUPANCY: f64 = 0.85;
+/// Default occupancy a scale-down sizes for.
+pub const DEFAULT_SCALE_DOWN_TARGET: f64 = 0.85;
 /// Default occupancy sized for while the edge holds or refuses connections.
 pub const DEFAULT_SURGE_OCCUPANCY: f64 = 0.8;
 /// Default occupancy of the pods the edge routes to (the rest stand by empty).
@@ -90,6 +92,10 @@ pub struct TidegatePolicyConfig {
     /// A scale-down to `m` pods needs the peak of the scale-down window to fit `m` pods at
     /// this occupancy (fraction of `capacity`; at most `target_occupancy`). Default 0.85.
     pub scale_down_occupancy: f64,
+    /// A scale-down goes to what the peak of the evidence window needs at this occupancy
+    /// (fraction of `capacity`; from `scale_down_occupancy` to `target_occupancy`): higher
+    /// gives back more of an overshoot, lower keeps more room for the next peak. Default 0.85.
+    pub scale_down_target: f64,
     /// Occupancy sized for while the edge holds or refuses connections. Default 0.8.
     pub surge_occupancy: f64,
     /// Occupancy the routed-to (serving) pods are sized for; ordered pods beyond them stand by
@@ -184,6 +190,7 @@ impl Default for TidegatePolicyConfig {
             target_occupancy: DEFAULT_TARGET_OCCUPANCY,
             scale_up_occupancy: DEFAULT_SCALE_UP_OCCUPANCY,
             scale_down_occupancy: DEFAULT_SCALE_DOWN_OCCUPANCY,
+            scale_down_target: DEFAULT_SCALE_DOWN_TARGET,
             surge_occupancy: DEFAULT_SURGE_OCCUPANCY,
             serving_occupancy: DEFAULT_SERVING_OCCUPANCY,
             serving_horizon: DEFAULT_SERVING_HORIZON,
@@ -234,6 +241,12 @@ impl TidegatePolicyConfig {
             "scale_down_occupancy",
             self.scale_down_occupancy,
             0.0,
+            self.target_occupancy,
+        )?;
+        frac(
+            "scale_down_target",
+            self.scale_down_target,
+            self.scale_down_occupancy - 1e-9,
             self.target_occupancy,
         )?;
         frac("surge_occupancy", self.surge_occupancy, 0.0, 1.0)?;

@@ -283,8 +283,8 @@ mod tests {
     }
 
     #[test]
-    fn seed_fits_amplify_noise_as_the_design_doc_says() {
-        // DESIGN.md decision 4: quadratic ~6× at 30 s and ~50× at 120 s; linear 1.6× / 4.5×.
+    fn seed_fits_amplify_noise_6x_and_50x() {
+        // Quadratic ~6× at 30 s and ~50× at 120 s; linear 1.6× / 4.5×.
         assert!(
             (noise_gain(2, 30.0) - 6.0).abs() < 1.0,
             "{}",

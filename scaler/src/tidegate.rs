@@ -158,9 +158,8 @@ impl TidegatePolicy {
             .max_within(now, self.cfg.envelope_window)
             .unwrap_or(0.0);
         let forecast = self.est.forecast(&self.cfg, self.cfg.horizon());
-        let most = self.est.level() * self.cfg.max_forecast_growth;
         (forecast * (1.0 + self.calibration.margin()))
-            .min(most)
+            .min(self.est.most(&self.cfg))
             .max(peak)
     }
 
@@ -214,6 +213,9 @@ impl TidegatePolicy {
         }
     }
 
+    /// A scale-down happens only when the evidence window's peak fits one pod fewer at the
+    /// scale-down occupancy (the bottom of the hysteresis band), and then goes to what that
+    /// peak needs at the down-target occupancy, by at most a step.
     fn scale_down(&mut self, now: Duration, current: u32, booting: u32) -> Decision {
         let occ = self.cfg.scale_down_occupancy;
         let peak = self
@@ -221,11 +223,11 @@ impl TidegatePolicy {
             .max_within(now, self.cfg.scale_down_evidence())
             .unwrap_or(0.0)
             .max(self.est.demand());
-        let need = self.clamp(pods_for(peak, self.per_pod(occ)));
         let mut reason = self.reason(Action::Hold, "peak", peak, occ);
-        if need >= current {
+        if self.clamp(pods_for(peak, self.per_pod(occ))) >= current {
             return self.decision(current, reason);
         }
+        let need = self.clamp(pods_for(peak, self.per_pod(self.cfg.scale_down_target)));
         if let Some(why) = self.down_blocked(now, booting) {
             reason.note = why;
             return self.decision(current, reason);

@@ -1,5 +1,6 @@
-//! What one simulation run measured (the metrics of `SIMULATOR.md`), and how runs over several
-//! seeds are summarised (means with 95 % confidence half-widths).
+//! What one simulation run measured (the metrics of the simulator's model, see
+//! `docs/architecture.md`, section "The simulator"), and how runs over several seeds are
+//! summarised (means with 95 % confidence half-widths).
 
 use serde::Serialize;
 

@@ -87,7 +87,7 @@ fn cover_settle(m: &RunMetrics) -> String {
     format!("{} / {}", f(m.time_to_cover_s), f(m.settling_s))
 }
 
-/// The markdown table: one row per policy, the metrics of `SIMULATOR.md` as columns.
+/// The markdown table: one row per policy, the simulator's metrics as columns.
 pub fn markdown_table(summaries: &[PolicySummary]) -> String {
     let mut s = String::new();
     s.push_str(

@@ -1,4 +1,5 @@
-//! The simulated world's settings (`SIMULATOR.md` § World) and how a policy is plugged in.
+//! The simulated world's settings (`docs/architecture.md`, section "The simulator") and how a
+//! policy is plugged in.
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! Demand traces D(t): the six named, seeded generators of `SIMULATOR.md`, and CSV files
+//! Demand traces D(t): the six named, seeded generators of the simulator's model
+//! (`docs/architecture.md`, section "The simulator"), generated families (`gen:…`), and CSV files
 //! (`t_seconds,connections`, header optional).
 //!
 //! A trace is demand sampled once per second, linearly interpolated in between (so D'(t) is

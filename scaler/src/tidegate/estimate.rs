@@ -20,8 +20,8 @@ struct Storm {
 #[derive(Clone, Debug)]
 pub(super) struct Estimate {
     history: History,
-    /// Robust slopes of `ln(1 + demand)` over the short and the long window: relative growth
-    /// rates, each shrunk by its error.
+    /// Robust slopes of `ln(demand + one pod)` over the short and the long window: relative
+    /// growth rates, each shrunk by its error.
     trend: RobustSlope,
     long_trend: RobustSlope,
     rate: f64,
@@ -30,6 +30,8 @@ pub(super) struct Estimate {
     level: f64,
     /// Seconds the level lags the newest sample by (half the lag).
     level_age: f64,
+    /// Added to demand before taking logs: one pod's capacity.
+    offset: f64,
     last_live: Option<f64>,
     storm: Option<Storm>,
     last_unmet: Option<Duration>,
@@ -50,6 +52,7 @@ impl Estimate {
             demand: 0.0,
             level: 0.0,
             level_age: lag as f64 * cfg.tick.as_secs_f64() / 2.0,
+            offset: f64::from(cfg.capacity),
             last_live: None,
             storm: None,
             last_unmet: None,
@@ -62,24 +65,20 @@ impl Estimate {
         self.demand
     }
 
-    /// How much demand grows over `h`: compounded at the (non-negative) rate, at most
-    /// `max_forecast_growth` times. For the slow ramps of a day this is the linear forecast;
-    /// for surges that double rather than add, it follows them up to the cap.
-    pub fn growth(&self, cfg: &TidegatePolicyConfig, h: Duration) -> f64 {
-        (self.rate.max(0.0) * h.as_secs_f64())
-            .exp()
-            .min(cfg.max_forecast_growth)
-    }
-
     /// Demand `h` ahead: the level (the median of the last trend lag, so that a noise peak is
-    /// not projected as if it would last), grown from its own time.
+    /// not projected as if it would last) grown from its own time at the (non-negative) rate,
+    /// at most [`Estimate::most`]. The rate is that of `ln(demand + one pod)`, so growth
+    /// compounds for surges that double rather than add, and is about linear while demand is
+    /// a pod or two (a ramp from nothing is not read as infinite growth).
     pub fn forecast(&self, cfg: &TidegatePolicyConfig, h: Duration) -> f64 {
-        self.level * self.growth(cfg, h + Duration::from_secs_f64(self.level_age))
+        let h = h + Duration::from_secs_f64(self.level_age);
+        let grown = (self.level + self.offset) * (self.rate.max(0.0) * h.as_secs_f64()).exp();
+        (grown - self.offset).min(self.most(cfg))
     }
 
-    /// The median demand of the last trend lag.
-    pub fn level(&self) -> f64 {
-        self.level
+    /// The most any forecast may be: `max_forecast_growth` times the level.
+    pub fn most(&self, cfg: &TidegatePolicyConfig) -> f64 {
+        (self.level + self.offset) * cfg.max_forecast_growth - self.offset
     }
 
     /// True within `surge_hold` of the last held or refused connection (outside storms).
@@ -120,11 +119,11 @@ impl Estimate {
             // A refused client comes back and is held again: count it once.
             None => live + queued.max(refused),
         };
-        let x = self.demand.ln_1p();
+        let x = (self.demand + self.offset).ln();
         self.trend.push(now.as_secs_f64(), x);
         self.long_trend.push(now.as_secs_f64(), x);
         let (_, lag) = cfg.trend_samples();
-        self.level = self.trend.recent_median(lag).exp_m1();
+        self.level = (self.trend.recent_median(lag).exp() - self.offset).max(0.0);
         let shrink = |(rate, error): (f64, f64)| {
             (rate.abs() - cfg.trend_confidence * error).max(0.0) * rate.signum()
         };
