@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::backend::BackendState;
+use crate::table::backend::BackendState;
 
 /// One backend's counts at one moment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

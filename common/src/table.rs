@@ -1,9 +1,20 @@
-//! The backend table and the routing rule: least live + pending among eligible backends under
-//! their cap, ties broken at random.
+//! The backend table: every backend with its exact counts.
+//!
+//! - [`route`]: the routing rule — least live + pending among eligible backends under their
+//!   cap, ties at random — and taking a slot;
+//! - [`reservation`]: the count invariant, held by the guards a route hands out;
+//! - [`queue`]: waiting for a slot, FIFO with a deadline, when every backend is full;
+//! - [`backend`]: one backend's counters and state.
 //!
 //! Routing reads an immutable snapshot (`ArcSwap<Vec<Arc<Backend>>>`) without locks; discovery
 //! replaces the snapshot under a mutex. A backend that leaves discovery stays in the table as
 //! [`BackendState::Removed`] — still counted, never routed to — until its last connection closes.
+
+pub mod backend;
+pub mod queue;
+pub mod reservation;
+pub mod route;
+mod slots;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,9 +23,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::backend::{Backend, BackendState, InflightRequest, Reservation};
 use crate::load::{BackendLoad, LoadSnapshot};
-use crate::slots::SlotSignal;
+use backend::{Backend, BackendState};
+use route::eligible_tier;
+use slots::SlotSignal;
+
+pub use route::NoSlot;
 
 /// What discovery says about one backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,17 +39,6 @@ pub struct BackendSpec {
     pub capacity: u32,
     /// Ready, terminating or draining (never `Removed`: absence means removed).
     pub state: BackendState,
-}
-
-/// Why no slot could be had.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NoSlot {
-    /// No backend takes new connections at all.
-    #[error("no eligible backend")]
-    NoBackends,
-    /// Every eligible backend is at its capacity.
-    #[error("every eligible backend is at capacity")]
-    Full,
 }
 
 /// The table of backends with their exact counts. Cheap to share as `Arc<BackendTable>`.
@@ -156,27 +159,6 @@ impl BackendTable {
         backend.ejected_until_ms() > self.millis(now)
     }
 
-    /// Takes a slot on the least-occupied eligible backend under its cap, skipping `exclude`.
-    pub fn try_reserve(&self, now: Instant, exclude: &[SocketAddr]) -> Result<Reservation, NoSlot> {
-        let backends = self.backends.load();
-        // A candidate can fill up between choosing and taking; a few rounds settle it.
-        for _ in 0..8 {
-            let pick = self.pick(&backends, now, exclude, Load::WebSocket)?;
-            if let Some(r) = Reservation::try_new(pick) {
-                return Ok(r);
-            }
-        }
-        Err(NoSlot::Full)
-    }
-
-    /// Picks the least-loaded eligible backend for a plain HTTP request (caps do not apply:
-    /// they limit WebSockets) and counts the request until the guard drops.
-    pub fn route_request(&self, now: Instant, exclude: &[SocketAddr]) -> Option<InflightRequest> {
-        let backends = self.backends.load();
-        let pick = self.pick(&backends, now, exclude, Load::Request).ok()?;
-        Some(InflightRequest::new(pick))
-    }
-
     /// Total free slots on backends that take new connections.
     pub fn free_slots(&self, now: Instant) -> u64 {
         self.backends
@@ -216,82 +198,7 @@ impl BackendTable {
         }
     }
 
-    /// The least-loaded backend with room, ties at random, among the preferred group: ready
-    /// backends if any is left, else terminating ones. Ejected backends are skipped unless
-    /// every candidate is ejected (refusing everyone would be worse than trying one: the panic
-    /// mode of Envoy's outlier detection).
-    fn pick<'a>(
-        &self,
-        backends: &'a [Arc<Backend>],
-        now: Instant,
-        exclude: &[SocketAddr],
-        load: Load,
-    ) -> Result<&'a Arc<Backend>, NoSlot> {
-        let now_ms = self.millis(now);
-        let candidates = || {
-            backends
-                .iter()
-                .filter_map(|b| Some((b, eligible_tier(b)?)))
-                .filter(|(b, _)| !exclude.contains(&b.address()))
-        };
-        let healthy_tier = candidates()
-            .filter(|(b, _)| b.ejected_until_ms() <= now_ms)
-            .map(|c| c.1)
-            .min();
-        let (tier, allow_ejected) = match healthy_tier {
-            Some(tier) => (tier, false),
-            None => (
-                candidates().map(|c| c.1).min().ok_or(NoSlot::NoBackends)?,
-                true,
-            ),
-        };
-        let mut best: Option<(&Arc<Backend>, u32)> = None;
-        let mut ties = 0u32;
-        for (b, _) in candidates()
-            .filter(|&(b, t)| t == tier && (allow_ejected || b.ejected_until_ms() <= now_ms))
-        {
-            let occupied = b.occupied();
-            let weight = match load {
-                Load::WebSocket if occupied >= b.capacity() => continue,
-                Load::WebSocket => occupied,
-                Load::Request => occupied.saturating_add(b.inflight_requests()),
-            };
-            match best {
-                Some((_, w)) if weight > w => {}
-                Some((_, w)) if weight == w => {
-                    ties += 1;
-                    if fastrand::u32(0..=ties) == 0 {
-                        best = Some((b, weight));
-                    }
-                }
-                _ => {
-                    best = Some((b, weight));
-                    ties = 0;
-                }
-            }
-        }
-        best.map(|(b, _)| b).ok_or(NoSlot::Full)
-    }
-
-    fn millis(&self, t: Instant) -> u64 {
+    pub(crate) fn millis(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-/// What a routing decision is for: a WebSocket (limited by the cap, weighed by live + pending)
-/// or a plain request (no cap, weighed by everything in flight).
-#[derive(Clone, Copy)]
-enum Load {
-    WebSocket,
-    Request,
-}
-
-/// Routing preference: 0 = ready, 1 = terminating (used only when no ready backend is left),
-/// `None` = takes no new connections.
-fn eligible_tier(b: &Backend) -> Option<u8> {
-    match b.state() {
-        BackendState::Ready => Some(0),
-        BackendState::Terminating => Some(1),
-        BackendState::Draining | BackendState::Removed => None,
     }
 }

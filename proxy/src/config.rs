@@ -29,7 +29,7 @@ pub use kubernetes::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_PERIOD, DeploymentRef, KubeClientConfig,
     KubernetesBackends, LeaderElection, PortRef,
 };
-pub use load::{ConfigError, load_file, parse};
+pub use load::{Error, load_file, parse};
 pub use scaler::ScalerSection;
 
 /// Default traffic listener. Loopback: a cluster deployment sets `0.0.0.0:8080`.
@@ -165,9 +165,9 @@ fn parse_default(addr: &str) -> SocketAddr {
 
 impl Config {
     /// Cross-field rules, checked once before a config is used. Each error names the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), Error> {
         let invalid =
-            |field: &'static str, expected: String| Err(ConfigError::Invalid { field, expected });
+            |field: &'static str, expected: String| Err(Error::Invalid { field, expected });
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return invalid(
                 "admin_listen",
@@ -246,8 +246,14 @@ mod tests {
         assert_eq!(c.queue_timeout, Duration::ZERO);
         assert_eq!(c.retry_after_secs(), 3);
         assert_eq!(c.log_format, LogFormat::Json);
-        let caps: Vec<_> = c.backend_specs().iter().map(|s| s.capacity).collect();
-        assert_eq!(caps, vec![10, 5]);
+        assert_eq!(c.max_connections_per_backend, 10);
+        let caps: Vec<_> = c
+            .backends
+            .static_
+            .iter()
+            .map(|b| b.max_connections)
+            .collect();
+        assert_eq!(caps, vec![None, Some(5)]);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use support::*;
 use tidegate_proxy::config::{LocalBackends, ScalerSection};
-use tidegate_proxy::loadgen::{Loadgen, Plan, Profile};
 use tidegate_scaler::config::TidegatePolicyConfig;
+use tidegate_tools::load::{Endpoint, Population, Profile, population};
 
 fn local_config() -> tidegate_proxy::config::Config {
     let mut c = config(&[], 10);
@@ -73,8 +73,8 @@ async fn a_surge_adds_backends_a_lull_drains_the_emptiest_and_stop_leaves_no_chi
         (9.5, 5),
         (30.0, 5),
     ];
-    let load = Loadgen::new(Plan {
-        url: format!("ws://{}/", proxy.traffic_addr),
+    let load = Population::new(population::Plan {
+        target: Endpoint::parse(&format!("ws://{}/", proxy.traffic_addr)).unwrap(),
         profile: Profile::Trace(trace),
         period: Duration::from_secs(30),
         duration: None,
@@ -106,7 +106,7 @@ async fn a_surge_adds_backends_a_lull_drains_the_emptiest_and_stop_leaves_no_chi
         refused <= 5,
         "the surge was mostly absorbed by scaling ahead and the queue: {refused} refused"
     );
-    let pids = proxy.pool.as_ref().unwrap().pids();
+    let pids = proxy.handles.pool.as_ref().unwrap().pids();
     assert!(pids.len() >= 5);
 
     // The lull: empty backends are drained and stopped; no client loses its connection.
@@ -127,7 +127,7 @@ async fn a_surge_adds_backends_a_lull_drains_the_emptiest_and_stop_leaves_no_chi
 
     stop_tx.send(()).unwrap();
     load_task.await.unwrap();
-    let pids_now = proxy.pool.as_ref().unwrap().pids();
+    let pids_now = proxy.handles.pool.as_ref().unwrap().pids();
     tokio::task::spawn_blocking(move || proxy.stop_gracefully())
         .await
         .unwrap();

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tidegate_proxy::relay::{RelayEnd, relay};
+use tidegate_proxy::dataplane::relay::{End, relay};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -42,7 +42,7 @@ async fn an_idle_tunnel_outlives_sixty_seconds_and_ends_at_its_idle_timeout() {
     tokio::time::advance(Duration::from_secs(59 * 60)).await;
     assert!(!tunnel.is_finished());
     tokio::time::advance(Duration::from_secs(61)).await;
-    assert_eq!(tunnel.await.unwrap(), RelayEnd::IdleTimeout);
+    assert_eq!(tunnel.await.unwrap(), End::IdleTimeout);
 }
 
 #[tokio::test]
@@ -68,6 +68,6 @@ async fn bytes_flow_both_ways_under_backpressure_and_a_close_is_passed_on() {
     let mut got = Vec::new();
     backend.read_to_end(&mut got).await.unwrap();
     assert!(got == expected, "relayed bytes differ");
-    assert_eq!(tunnel.await.unwrap(), RelayEnd::ClientClosed);
+    assert_eq!(tunnel.await.unwrap(), End::ClientClosed);
     drop(writer.await.unwrap());
 }

@@ -10,7 +10,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use support::*;
-use tidegate_proxy::server;
+use tidegate_proxy::server::App;
 
 /// A ConfigMap-style volume: `config.yaml -> ..data/config.yaml`, `..data -> ..<version>`.
 struct ConfigMapDir {
@@ -51,7 +51,7 @@ fn yaml(backend: std::net::SocketAddr, cap: &str, listen: &str) -> String {
     )
 }
 
-async fn reloads(proxy: &tidegate_proxy::server::RunningProxy, result: &str) -> f64 {
+async fn reloads(proxy: &tidegate_proxy::server::Running, result: &str) -> f64 {
     sample(
         &metrics(proxy).await,
         &format!("tidegate_config_reloads_total{{result=\"{result}\"}}"),
@@ -65,15 +65,14 @@ async fn configmap_reloads_apply_or_are_refused_without_dropping_live_websockets
     let mut volume = ConfigMapDir::new(&yaml(backend.addr, "5", "127.0.0.1:0"));
     let path = volume.path();
     let config = tidegate_proxy::config::load_file(&path).unwrap();
-    let mut prepared = server::prepare(config).unwrap();
+    let mut app = App::build(config).unwrap();
     let load_path: PathBuf = path.clone();
-    prepared
-        .watch_config(
-            path.clone(),
-            Box::new(move || tidegate_proxy::config::load_file(Path::new(&load_path))),
-        )
-        .unwrap();
-    let proxy = prepared.spawn();
+    app.watch_config(
+        path.clone(),
+        Box::new(move || tidegate_proxy::config::load_file(Path::new(&load_path))),
+    )
+    .unwrap();
+    let proxy = app.spawn();
     let mut live = [ws(&proxy).await, ws(&proxy).await, ws(&proxy).await];
 
     volume.publish(&yaml(backend.addr, "7", "127.0.0.1:0"));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::*;
 use tidegate_proxy::config::{LocalBackends, ScalerSection};
-use tidegate_proxy::loadgen::{Loadgen, Plan, Profile};
+use tidegate_tools::load::{Endpoint, Population, Profile, population};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs node, chromium and playwright-core: run by `cargo xtask test`"]
@@ -37,8 +37,8 @@ async fn the_status_page_shows_live_data_in_headless_chromium() {
         state(&proxy).await["totals"]["capacity"].as_u64() >= Some(20)
     })
     .await;
-    let load = Loadgen::new(Plan {
-        url: format!("ws://{}/", proxy.traffic_addr),
+    let load = Population::new(population::Plan {
+        target: Endpoint::parse(&format!("ws://{}/", proxy.traffic_addr)).unwrap(),
         profile: Profile::Ramp { peak: 50 },
         period: Duration::from_secs(20),
         duration: None,

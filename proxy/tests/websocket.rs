@@ -168,7 +168,7 @@ async fn an_idle_websocket_is_closed_by_the_configured_idle_timeout_and_released
 async fn stopping_the_proxy_releases_every_count() {
     let backend = Backend::start().await;
     let proxy = start_proxy(config(&[backend.addr], 10));
-    let shared = std::sync::Arc::clone(&proxy.shared);
+    let shared = std::sync::Arc::clone(&proxy.handles.proxy);
     let clients = [ws(&proxy).await, ws(&proxy).await, ws(&proxy).await];
     assert_eq!(
         shared

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use tidegate_common::{BackendSpec, BackendState};
 
-use super::{Config, ConfigError};
+use super::Error;
 
 /// The discovery sources.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -72,17 +71,17 @@ impl Backends {
         self.local.is_none() && self.kubernetes.is_none()
     }
 
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self) -> Result<(), Error> {
         if let Some(local) = &self.local {
             let [first, last] = local.port_range;
             if first == 0 || first > last {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.local.port_range",
                     expected: "[first, last] with 0 < first <= last".into(),
                 });
             }
             if local.readiness != "tcp" && !local.readiness.starts_with('/') {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.local.readiness",
                     expected: format!(
                         "tcp or an HTTP path such as /healthz (got {:?})",
@@ -95,7 +94,7 @@ impl Backends {
                 .as_deref()
                 .is_some_and(|c| !c.contains("{port}"))
             {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.local.command",
                     expected: "a command line containing {port}".into(),
                 });
@@ -104,13 +103,13 @@ impl Backends {
         let mut seen = std::collections::HashSet::new();
         for b in &self.static_ {
             if !seen.insert(b.address) {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.static",
                     expected: format!("each address once ({} is listed twice)", b.address),
                 });
             }
             if b.max_connections == Some(0) {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.static[].max_connections",
                     expected: format!("at least 1 (for {})", b.address),
                 });
@@ -177,21 +176,4 @@ impl<'de> Visitor<'de> for StaticBackendVisitor {
 fn parse_address<E: de::Error>(v: &str) -> Result<SocketAddr, E> {
     v.parse()
         .map_err(|_| E::custom(format!("invalid backend address {v:?}: expected ip:port")))
-}
-
-impl Config {
-    /// The static backends as the backend table wants them, caps resolved.
-    pub fn backend_specs(&self) -> Vec<BackendSpec> {
-        self.backends
-            .static_
-            .iter()
-            .map(|b| BackendSpec {
-                address: b.address,
-                capacity: b
-                    .max_connections
-                    .unwrap_or(self.max_connections_per_backend),
-                state: BackendState::Ready,
-            })
-            .collect()
-    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, ConfigError};
+use super::{Config, Error};
 
 /// Default lease duration: a follower takes over this long after the holder's last renewal.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -123,8 +123,8 @@ pub struct KubeClientConfig {
     pub context: Option<String>,
 }
 
-fn invalid(field: &'static str, expected: impl Into<String>) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid {
+fn invalid(field: &'static str, expected: impl Into<String>) -> Result<(), Error> {
+    Err(Error::Invalid {
         field,
         expected: expected.into(),
     })
@@ -132,7 +132,7 @@ fn invalid(field: &'static str, expected: impl Into<String>) -> Result<(), Confi
 
 impl Config {
     /// The cross-field rules of the Kubernetes sections.
-    pub(super) fn validate_kube(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate_kube(&self) -> Result<(), Error> {
         if let Some(k) = &self.backends.kubernetes {
             if k.namespace.is_empty() || k.service.is_empty() {
                 return invalid("backends.kubernetes", "a namespace and a service name");

@@ -7,7 +7,7 @@ use super::Config;
 
 /// Why a config could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum Error {
     /// The file could not be read.
     #[error("{path}: cannot read the config file: {source}")]
     Read {
@@ -18,12 +18,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The YAML did not match the schema (unknown field, wrong type, bad value).
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Parse {
         /// The file.
         path: String,
-        /// The parser's message, with line and column.
-        message: String,
+        /// The parser's error, with line and column.
+        #[source]
+        source: Box<serde_saphyr::Error>,
     },
     /// A value is out of range or fields disagree.
     #[error("invalid config: field `{field}`: expected {expected}")]
@@ -33,18 +34,18 @@ pub enum ConfigError {
         /// What it should have been.
         expected: String,
     },
-    /// As [`ConfigError::Invalid`], in a named file.
+    /// As [`Error::Invalid`], in a named file.
     #[error("{path}: {inner}")]
     InFile {
         /// The file.
         path: String,
         /// The validation error.
         #[source]
-        inner: Box<ConfigError>,
+        inner: Box<Error>,
     },
 }
 
-impl ConfigError {
+impl Error {
     /// A bounded label for `tidegate_config_reloads_total{result}`-style metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -56,16 +57,16 @@ impl ConfigError {
 }
 
 /// Parses and validates YAML text; `origin` names it in errors.
-pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+pub fn parse(text: &str, origin: &str) -> Result<Config, Error> {
     let config: Config = if text.trim().is_empty() {
         Config::default()
     } else {
-        serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        serde_saphyr::from_str(text).map_err(|source| Error::Parse {
             path: origin.to_owned(),
-            message: e.to_string(),
+            source: Box::new(source),
         })?
     };
-    config.validate().map_err(|inner| ConfigError::InFile {
+    config.validate().map_err(|inner| Error::InFile {
         path: origin.to_owned(),
         inner: Box::new(inner),
     })?;
@@ -73,9 +74,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 }
 
 /// Reads, parses and validates a config file.
-pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+pub fn load_file(path: &Path) -> Result<Config, Error> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: origin.clone(),
         source,
     })?;

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use tidegate_common::BackendState;
-use tidegate_proxy::scale::ScaleTarget;
+use tidegate_proxy::target::ScaleTarget;
 
-use tidegate_proxy::kube::deployment::{DELETION_COST_ANNOTATION, PAUSED_ANNOTATION};
+use tidegate_proxy::target::deployment::{DELETION_COST_ANNOTATION, PAUSED_ANNOTATION};
 
 use crate::kube_support::*;
 use crate::lease::{holder, lease};
@@ -34,7 +34,7 @@ async fn scaling_patches_the_deployment_drain_first_with_deletion_costs() {
         config(&ns, ADMIN, true),
         &["kube-discovery", "kube-deployment"],
     );
-    let table = &run.shared.table;
+    let table = run.table();
     time_until(table, backends[1].addr, Some(BackendState::Ready)).await;
 
     run.target().set_desired(4, 4);
@@ -104,7 +104,7 @@ async fn a_paused_deployment_is_left_alone() {
         &["kube-discovery", "kube-deployment"],
     );
     run.target().set_desired(5, 5);
-    wait_until("the pause is seen", || async { run.target().seen().paused }).await;
+    wait_until("the pause is seen", || async { run.target().view().paused }).await;
     let reads = run.target().reads();
     wait_until("two more steps", || async {
         run.target().reads() >= reads + 2

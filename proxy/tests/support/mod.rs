@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tidegate_proxy::config::{Config, StaticBackend};
-use tidegate_proxy::echo::{self, EchoStats};
-use tidegate_proxy::server::{self, RunningProxy};
+use tidegate_proxy::server::{App, Running};
+use tidegate_tools::echo::{self, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,7 +24,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct Backend {
     pub addr: SocketAddr,
-    pub stats: Arc<EchoStats>,
+    pub stats: Arc<Stats>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,7 +32,11 @@ impl Backend {
     pub async fn start() -> Backend {
         let (listener, stats) = echo::bind(loopback0()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(echo::serve(listener, Arc::clone(&stats)));
+        let task = tokio::spawn(echo::serve(
+            listener,
+            Arc::clone(&stats),
+            std::future::pending(),
+        ));
         Backend { addr, stats, task }
     }
 
@@ -66,16 +70,16 @@ pub fn config(backends: &[SocketAddr], cap: u32) -> Config {
     c
 }
 
-pub fn start_proxy(config: Config) -> RunningProxy {
+pub fn start_proxy(config: Config) -> Running {
     tidegate_common::telemetry::init_with_default(Default::default(), "warn");
-    server::prepare(config).unwrap().spawn()
+    App::build(config).unwrap().spawn()
 }
 
-pub async fn ws(proxy: &RunningProxy) -> Ws {
+pub async fn ws(proxy: &Running) -> Ws {
     try_ws(proxy).await.unwrap()
 }
 
-pub async fn try_ws(proxy: &RunningProxy) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+pub async fn try_ws(proxy: &Running) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let url = format!("ws://{}/chat", proxy.traffic_addr);
     let (ws, resp) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
         .await
@@ -120,11 +124,11 @@ fn body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
-pub async fn state(proxy: &RunningProxy) -> Value {
+pub async fn state(proxy: &Running) -> Value {
     serde_json::from_str(body(&get(proxy.admin_addr, "/api/v1/state").await)).unwrap()
 }
 
-pub async fn metrics(proxy: &RunningProxy) -> String {
+pub async fn metrics(proxy: &Running) -> String {
     body(&get(proxy.admin_addr, "/metrics").await).to_owned()
 }
 
@@ -149,7 +153,7 @@ pub fn upgrades_total(metrics: &str, backends: &[SocketAddr], result: &str) -> f
 }
 
 /// Live count per backend address, from `/api/v1/state`.
-pub async fn live_by_backend(proxy: &RunningProxy) -> Vec<(String, u64)> {
+pub async fn live_by_backend(proxy: &Running) -> Vec<(String, u64)> {
     let s = state(proxy).await;
     s["backends"]
         .as_array()
@@ -182,7 +186,7 @@ where
 
 /// Asserts the proxy's live counts equal what the backends see, backend by backend, in both
 /// `/api/v1/state` and `/metrics`.
-pub async fn assert_counts_match(proxy: &RunningProxy, backends: &[&Backend]) {
+pub async fn assert_counts_match(proxy: &Running, backends: &[&Backend]) {
     for b in backends {
         let truth = b.stats.open() as u64;
         let addr = b.addr.to_string();

@@ -1,0 +1,202 @@
+//! One backend (a pod or a local process) and its exact connection counts. The counts change
+//! only through the guards of [`super::reservation`], which hold the count invariant.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use super::slots::SlotSignal;
+
+/// Whether a backend takes new connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// Ready and not terminating: takes new connections.
+    Ready,
+    /// Still serving but terminating: takes new connections only when no backend is `Ready`.
+    Terminating,
+    /// Chosen for removal (scale-down victim) or not serving: takes no new connections; its
+    /// existing connections stay until they close.
+    Draining,
+    /// Gone from discovery; kept in the table, still counted, until its last connection closes.
+    Removed,
+}
+
+impl BackendState {
+    const ALL: [BackendState; 4] = [
+        Self::Ready,
+        Self::Terminating,
+        Self::Draining,
+        Self::Removed,
+    ];
+
+    /// The lower-case name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Terminating => "terminating",
+            Self::Draining => "draining",
+            Self::Removed => "removed",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Self::Removed)
+    }
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A backend with its counters. Shared as `Arc<Backend>` by the table and by every
+/// reservation on it, so a backend that leaves the table stays counted until it is empty.
+pub struct Backend {
+    address: SocketAddr,
+    /// `address` as text, made once: the metric label of every connection to this backend.
+    label: Box<str>,
+    capacity: AtomicU32,
+    /// live + pending: the figure the cap limits.
+    occupied: AtomicU32,
+    live: AtomicU32,
+    inflight_requests: AtomicU32,
+    state: AtomicU8,
+    /// Milliseconds since the table's epoch until which the backend is ejected (0 = never).
+    ejected_until_ms: AtomicU64,
+    slots: Arc<SlotSignal>,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("address", &self.address)
+            .field("live", &self.live())
+            .field("pending", &self.pending())
+            .field("capacity", &self.capacity())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Backend {
+    pub(crate) fn new(
+        address: SocketAddr,
+        capacity: u32,
+        state: BackendState,
+        slots: Arc<SlotSignal>,
+    ) -> Self {
+        Self {
+            address,
+            label: address.to_string().into_boxed_str(),
+            capacity: AtomicU32::new(capacity),
+            occupied: AtomicU32::new(0),
+            live: AtomicU32::new(0),
+            inflight_requests: AtomicU32::new(0),
+            state: AtomicU8::new(state as u8),
+            ejected_until_ms: AtomicU64::new(0),
+            slots,
+        }
+    }
+
+    /// The socket address connections go to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The address as text (metric label), without a per-call allocation.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Upgraded WebSocket connections open through this backend now.
+    pub fn live(&self) -> u32 {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Slots reserved for upgrades in progress (routed, no 101 yet).
+    pub fn pending(&self) -> u32 {
+        self.occupied().saturating_sub(self.live())
+    }
+
+    /// live + pending: what the capacity limits.
+    pub fn occupied(&self) -> u32 {
+        self.occupied.load(Ordering::Acquire)
+    }
+
+    /// Plain HTTP requests in flight (not limited by the capacity).
+    pub fn inflight_requests(&self) -> u32 {
+        self.inflight_requests.load(Ordering::Acquire)
+    }
+
+    /// The most live + pending WebSockets this backend is given.
+    pub fn capacity(&self) -> u32 {
+        self.capacity.load(Ordering::Acquire)
+    }
+
+    /// Whether the backend takes new connections.
+    pub fn state(&self) -> BackendState {
+        BackendState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, state: BackendState) {
+        let old = self.state.swap(state as u8, Ordering::AcqRel);
+        if old != state as u8 {
+            self.slots.capacity_changed();
+        }
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: u32) {
+        let old = self.capacity.swap(capacity, Ordering::AcqRel);
+        if capacity > old {
+            self.slots.capacity_changed();
+        }
+    }
+
+    pub(crate) fn ejected_until_ms(&self) -> u64 {
+        self.ejected_until_ms.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn eject_until_ms(&self, until_ms: u64) {
+        self.ejected_until_ms.fetch_max(until_ms, Ordering::AcqRel);
+    }
+
+    /// Takes one slot if `occupied < capacity` (compare-and-swap, so never overshoots).
+    pub(super) fn try_take_slot(&self) -> bool {
+        let cap = self.capacity();
+        self.occupied
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// pending → live, for a slot already taken.
+    pub(super) fn mark_live(&self) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Gives a slot back (live or still pending) and wakes a queued upgrade.
+    pub(super) fn give_back_slot(&self, was_live: bool) {
+        if was_live {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.occupied.fetch_sub(1, Ordering::AcqRel);
+        self.slots.slot_freed();
+    }
+
+    /// One more plain HTTP request in flight.
+    pub(super) fn request_started(&self) {
+        self.inflight_requests.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One plain HTTP request fewer in flight.
+    pub(super) fn request_ended(&self) {
+        self.inflight_requests.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,149 @@
+//! The WebSocket fast path: route the upgrade with a reservation ([`connect`] tries other
+//! backends if one refuses), pass the handshake through ([`handshake`]), promote the
+//! reservation on the `101`, then relay with [`super::relay`]. The reservation lives in this
+//! future, so its `Drop` releases the slot on every way out — including the runtime dropping the
+//! future at shutdown.
+
+mod connect;
+mod handshake;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidegate_common::{Rejected, Reservation};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{Instrument, debug, info_span};
+
+use super::head::Head;
+use super::relay::{self, End};
+use super::{Proxy, respond};
+use crate::config::Config;
+use connect::NoBackend;
+use handshake::Answer;
+
+/// Serves one WebSocket upgrade request whose head has been read.
+pub async fn serve(
+    proxy: &Proxy,
+    config: &Config,
+    mut client: TcpStream,
+    request: Head,
+    peer: SocketAddr,
+) {
+    let span = info_span!("websocket", %peer, backend = tracing::field::Empty);
+    async {
+        let Some((reservation, backend)) = route(proxy, config, &mut client).await else {
+            return;
+        };
+        tracing::Span::current().record("backend", reservation.backend().label());
+        upgrade(proxy, config, client, backend, reservation, request).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Takes a slot (waiting in the queue if every backend is full) and connects to its backend;
+/// `None` once the client has been answered with a refusal (503) or a 502.
+async fn route(
+    proxy: &Proxy,
+    config: &Config,
+    client: &mut TcpStream,
+) -> Option<(Reservation, TcpStream)> {
+    let queued = tokio::time::Instant::now();
+    let reservation = match proxy.table.reserve(config.queue_policy(), &[]).await {
+        Ok(r) => r,
+        Err(why) => return reject(proxy, config, client, why).await,
+    };
+    let waited = queued.elapsed().as_secs_f64();
+    proxy.metrics.queue_wait.observe(waited);
+    match connect::connect(proxy, config, reservation).await {
+        Ok(connected) => Some(connected),
+        Err(NoBackend::Unreachable) => {
+            let reason = "backends_unreachable";
+            proxy.metrics.rejected.with_label_values(&[reason]).inc();
+            let body = "no backend accepted the connection\n";
+            respond::simple(client, 502, "Bad Gateway", &[], body).await;
+            None
+        }
+        Err(NoBackend::OutOfDescriptors) => {
+            let body = "the proxy is out of file descriptors; retry later\n";
+            refuse(proxy, config, client, "out_of_descriptors", body).await
+        }
+    }
+}
+
+/// The handshake through the connected backend, then, on its `101`, the relay. The
+/// reservation is promoted on the `101` and released when this returns.
+async fn upgrade(
+    proxy: &Proxy,
+    config: &Config,
+    mut client: TcpStream,
+    mut backend: TcpStream,
+    mut reservation: Reservation,
+    request: Head,
+) {
+    let chosen = Arc::clone(reservation.backend());
+    let count = |result| {
+        let labels = [chosen.label(), result];
+        proxy.metrics.upgrades.with_label_values(&labels).inc()
+    };
+    match handshake::exchange(config, &mut backend, request).await {
+        Answer::Upgraded(response) => {
+            reservation.promote();
+            count("ok");
+            if client.write_all(&response.bytes).await.is_err() {
+                return; // the client left during the handshake; the reservation drops here
+            }
+        }
+        Answer::Refused(response) => {
+            count("refused");
+            let timeout = config.upstream_handshake_timeout;
+            return handshake::forward_refusal(client, backend, response, timeout).await;
+        }
+        Answer::Failed { result, status } => {
+            count(result);
+            let (code, reason, body) = status;
+            return respond::simple(&mut client, code, reason, &[], body).await;
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let end = relay::relay(&client, &backend, config.websocket_idle_timeout).await;
+    finish(proxy, end, started.elapsed());
+    drop(reservation);
+}
+
+async fn reject<T>(
+    proxy: &Proxy,
+    config: &Config,
+    client: &mut TcpStream,
+    why: Rejected,
+) -> Option<T> {
+    debug!(reason = why.metric_label(), "upgrade refused");
+    let body = format!("no capacity for a new WebSocket: {why}; retry later\n");
+    refuse(proxy, config, client, why.metric_label(), &body).await
+}
+
+/// Answers 503 with `Retry-After` and counts it under `reason`.
+async fn refuse<T>(
+    proxy: &Proxy,
+    config: &Config,
+    client: &mut TcpStream,
+    reason: &str,
+    body: &str,
+) -> Option<T> {
+    proxy.metrics.rejected.with_label_values(&[reason]).inc();
+    let retry = [("Retry-After", config.retry_after_secs().to_string())];
+    respond::simple(client, 503, "Service Unavailable", &retry, body).await;
+    None
+}
+
+fn finish(proxy: &Proxy, end: End, lived: Duration) {
+    let (end, seconds) = (end.as_str(), lived.as_secs_f64());
+    debug!(end, seconds, "websocket closed");
+    proxy
+        .metrics
+        .connection_duration
+        .with_label_values(&[end])
+        .observe(seconds);
+}

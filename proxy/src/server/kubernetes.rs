@@ -1,0 +1,54 @@
+//! Kubernetes mode's components: EndpointSlice discovery always; with `scaler.deployment`, the
+//! Deployment target with its actuator and the scaler; with `leader_election`, the Lease loop
+//! that lets only one replica act.
+
+use std::sync::Arc;
+
+use super::{Assembly, Error};
+use crate::config::{Config, KubernetesBackends};
+use crate::discovery;
+use crate::leader;
+use crate::target::ScaleTarget;
+use crate::target::deployment::{Actuator, Target};
+
+impl Assembly {
+    pub(super) fn add_kubernetes(
+        &mut self,
+        source: KubernetesBackends,
+        config: &Config,
+    ) -> Result<(), Error> {
+        let client = config.kube_client.clone().unwrap_or_default();
+        let catalog = Arc::clone(&self.catalog);
+        let watch = discovery::kube::Watch::new(source, client.clone(), catalog, &self.registry)?;
+        self.add("kube-discovery", Arc::new(watch));
+        let Some(section) = config.scaler.as_ref() else {
+            return Ok(());
+        };
+        let Some(deployment) = section.deployment.clone() else {
+            return Ok(());
+        };
+        if let Some(election) = config.leader_election.clone() {
+            let (service, leading) =
+                leader::Service::new(election, client.clone(), &self.registry)?;
+            self.add("kube-leader", Arc::new(service));
+            self.leading = Some(leading);
+        }
+        let (min, max) = (section.min_replicas, section.max_replicas);
+        let remove_below = section.policy.drain_remove_below;
+        let catalog = Arc::clone(&self.catalog);
+        let target = Arc::new(Target::new(catalog, min, max, remove_below));
+        let as_target = Arc::clone(&target) as Arc<dyn ScaleTarget>;
+        self.add_scaler(section, config.max_connections_per_backend, as_target)?;
+        let leading = self.leading.clone();
+        let actuator = Actuator::new(
+            Arc::clone(&target),
+            deployment,
+            client,
+            leading,
+            &self.registry,
+        )?;
+        self.add("kube-deployment", Arc::new(actuator));
+        self.deployment = Some(target);
+        Ok(())
+    }
+}
