@@ -2,16 +2,12 @@
 //! open WebSockets working, counts failed accepts, refuses what it cannot serve without ejecting
 //! a healthy backend, and recovers — with exact counts — once descriptors free up.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// `tidegate proxy` in a shell with a low open-file limit; its bound addresses come from its
 /// JSON start-up log line.

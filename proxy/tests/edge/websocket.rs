@@ -1,10 +1,8 @@
 //! Exact live counts through every step of a WebSocket's life, against real echo backends.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_counts_follow_open_echo_client_close_and_backend_close() {

@@ -2,14 +2,10 @@
 //! `..data` symlink): valid changes apply, an invalid file keeps the running config, settings
 //! that need a restart are reported — and no live WebSocket notices any of it.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 use tidegate_proxy::server::App;
 
 /// A ConfigMap-style volume: `config.yaml -> ..data/config.yaml`, `..data -> ..<version>`.

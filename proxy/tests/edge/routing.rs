@@ -1,15 +1,11 @@
 //! Routing around failures: a killed backend process, a backend that refuses connects, a
 //! backend that answers an upgrade with something other than 101; and plain HTTP.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `tidegate echo-backend` as a child process on a free port.

@@ -1,11 +1,9 @@
 //! Malformed, oversized and slow requests get 400 / 431 / 408 and a metric, and leave every
 //! live connection and count as it was.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,13 +1,9 @@
 //! Local mode end to end, bounded in time: real backend processes scaled by the real policy
 //! under a load surge, scale-down by draining the emptiest backend, and no child left behind.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use tidegate_proxy::config::{LocalBackends, ScalerSection};
 use tidegate_scaler::config::TidegatePolicyConfig;
 use tidegate_tools::load::{Endpoint, Population, Profile, population};

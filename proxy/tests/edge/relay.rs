@@ -2,8 +2,6 @@
 //! (which tidegate's fast path never arms) and ends only at its own idle timeout — proven in
 //! milliseconds of real time over real loopback sockets.
 
-#![allow(clippy::unwrap_used)]
-
 use std::time::Duration;
 
 use tidegate_proxy::dataplane::relay::{End, relay};

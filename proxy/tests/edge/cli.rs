@@ -1,7 +1,5 @@
 //! The binary's command line: `check-config` exit codes and messages, `--help` texts.
 
-#![allow(clippy::unwrap_used)]
-
 use std::process::Command;
 
 fn tidegate(args: &[&str]) -> (i32, String, String) {
