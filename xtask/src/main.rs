@@ -4,6 +4,10 @@
 //!
 //! - `cargo xtask demo [ARGS…]`: build in release and run `tidegate demo ARGS…`.
 //! - `cargo xtask test`: run every test (nextest when installed, else cargo test) and doctests.
+//! - `cargo xtask image [--tools]`: build the container image with podman from a host-built
+//!   binary and print its reference (see [`image`]).
+
+mod image;
 
 use std::process::{Command, ExitCode};
 
@@ -12,6 +16,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => ensure_cmake().and_then(|()| demo(&args[1..])),
         Some("test") => ensure_cmake().and_then(|()| test(&args[1..])),
+        Some("image") => image::image(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -23,9 +28,12 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask demo [ARGS…] | cargo xtask test [ARGS…]
-  demo  build tidegate in release and run `tidegate demo` (see `tidegate demo --help`)
-  test  run the whole test suite (what CI runs)";
+const USAGE: &str =
+    "usage: cargo xtask demo [ARGS…] | cargo xtask test [ARGS…] | cargo xtask image [--tools]
+  demo   build tidegate in release and run `tidegate demo` (see `tidegate demo --help`)
+  test   run the whole test suite (what CI runs)
+  image  build the container image here with podman (no registry needed); prints its reference
+         (--tools: only install and configure podman, runc and debootstrap)";
 
 /// A command for a child process, without the variables `cargo run` set for xtask itself
 /// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …: they describe xtask, not the child). An inner cargo
