@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI check of deploy/: every kustomization renders and every object in it passes schema
-# validation.
+# validation, and the Grafana dashboard loads (deploy/check-dashboard.py).
 #
 #  1. `kubectl kustomize` renders each of KUSTOMIZATIONS (kubectl from Debian `kubernetes-client`
 #     if missing); a kustomize Component (under components/) is rendered on top of base/.
@@ -10,9 +10,12 @@
 #     for a misspelt kind. So any warning fails this check, except for kinds listed in CRD_KINDS,
 #     which are checked here against a small schema of the fields we use (ServiceMonitor:
 #     monitoring.coreos.com/v1 — selector and endpoints[].port/path/interval, no others).
+#  4. check-dashboard.py (jsonschema and promql-parser from the same venv) loads
+#     grafana-dashboard.json: structure, datasource templating, PromQL that parses and names only
+#     metrics the proxy exports.
 #  Each step also proves it can fail, on a copy with a deliberate mistake.
 #
-#   VENV                 where kubernetes-validate is installed (default ~/.cache/tidegate-deploy-venv)
+#   VENV                 where the Python tools are installed (default ~/.cache/tidegate-deploy-venv)
 #   KUBERNETES_VERSION   schema version to validate against (default 1.33)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,6 +32,9 @@ fi
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q 'kubernetes-validate==1.33.1'
+fi
+if ! "$VENV/bin/python" -c 'import promql_parser' 2>/dev/null; then
+  "$VENV/bin/pip" install -q 'promql-parser==0.11.0'
 fi
 
 out=$(mktemp -d)
@@ -101,5 +107,7 @@ PY
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' ../Cargo.toml | head -1)
 grep -q "newTag: $version$" overlays/kind/kustomization.yaml || {
   echo "deploy/check.sh: overlays/kind/kustomization.yaml must use newTag: $version" >&2; exit 1; }
+
+"$VENV/bin/python" check-dashboard.py
 
 echo "deploy/check.sh: ok"
