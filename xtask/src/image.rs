@@ -8,9 +8,9 @@
 //!    Dockerfile's `runtime-base` stage.
 //! 3. The binary is built on the host (`cargo build --release --locked`) and copied, without
 //!    its debug info, into a build context that holds nothing else.
-//! 4. `podman build --target runtime --build-arg BINARY=prebuilt --build-arg RUNTIME_BASE=…`
-//!    builds the Dockerfile's own `runtime` stage from it; earlier, now untagged builds of the
-//!    image are pruned from the store.
+//! 4. `podman build --target runtime-prebuilt --build-arg RUNTIME_BASE=…` builds the
+//!    Dockerfile's `runtime-base` stage on that base and copies the binary onto it, as the
+//!    registry path copies the builder's; earlier, now untagged builds of the image are pruned.
 //! 5. The image runs `tidegate --version` as uid 65532 on a read-only root filesystem (so the
 //!    binary's libraries are all there), its size is reported, and its reference is printed as
 //!    the last (only) line of standard output; everything else goes to standard error.
@@ -105,7 +105,7 @@ fn build_binary() -> Result<PathBuf, String> {
     Ok(target_dir().join("release/tidegate"))
 }
 
-/// `podman build` of the Dockerfile's `runtime` stage from `binary` on `base`.
+/// `podman build` of the Dockerfile's `runtime-prebuilt` stage: `binary` on `base`.
 fn build_image(
     podman: &Podman,
     dir: &Path,
@@ -142,9 +142,7 @@ fn build_image(
         "--file",
         &dockerfile.display().to_string(),
         "--target",
-        "runtime",
-        "--build-arg",
-        "BINARY=prebuilt",
+        "runtime-prebuilt",
         "--build-arg",
         &base_arg,
         "--label",
