@@ -105,12 +105,12 @@ async fn scaled_events(admin: &kube::Client, ns: &str) -> Vec<String> {
 
 #[test]
 fn the_shipped_deploy_config_is_valid_and_its_grace_budget_adds_up() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base");
     let cm: serde_json::Value =
         serde_saphyr::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap())
             .unwrap();
     let text = cm["data"]["config.yaml"].as_str().unwrap();
-    let c = tidegate_proxy::config::parse(text, "deploy/configmap.yaml").unwrap();
+    let c = tidegate_proxy::config::parse(text, "deploy/base/configmap.yaml").unwrap();
     assert_eq!(c.backends.kubernetes.as_ref().unwrap().service, "echo");
     assert!(c.scaler.as_ref().unwrap().deployment.is_some() && c.leader_election.is_some());
     let d: serde_json::Value =

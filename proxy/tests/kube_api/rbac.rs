@@ -1,4 +1,4 @@
-//! deploy/rbac.yaml against the real authorizer: enough for everything tidegate does, and
+//! deploy/base/rbac.yaml against the real authorizer: enough for everything tidegate does, and
 //! nothing more.
 
 use std::time::Instant;
@@ -14,10 +14,10 @@ use crate::kube_support::*;
 use crate::support::{Backend, wait_until};
 use crate::{config, scaled_events, time_until, with_lease};
 
-/// Applies deploy/rbac.yaml's Role in `ns` and binds it to the start script's `test-user`.
+/// Applies deploy/base/rbac.yaml's Role in `ns` and binds it to the start script's `test-user`.
 async fn grant_shipped_role(admin: &kube::Client, ns: &str) {
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut role = docs.into_iter().find(|d| d["kind"] == "Role").unwrap();
