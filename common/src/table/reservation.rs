@@ -104,6 +104,7 @@ mod tests {
             cap,
             super::super::BackendState::Ready,
             Arc::default(),
+            super::super::backend::UNSHARED,
         ))
     }
 
