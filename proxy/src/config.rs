@@ -15,6 +15,7 @@
 mod backends;
 mod kubernetes;
 mod load;
+mod peers;
 mod scaler;
 
 use std::net::SocketAddr;
@@ -30,6 +31,9 @@ pub use kubernetes::{
     KubernetesBackends, LeaderElection, PortRef,
 };
 pub use load::{Error, load_file, parse};
+pub use peers::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_PEER_TIMEOUT, DEFAULT_SYNC_INTERVAL, KubernetesPeers, Peers,
+};
 pub use scaler::ScalerSection;
 
 /// Default traffic listener. Loopback: a cluster deployment sets `0.0.0.0:8080`.
@@ -127,6 +131,9 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Kubernetes credentials. Default: `$KUBECONFIG`, `~/.kube/config` or the service account.
     pub kube_client: Option<KubeClientConfig>,
+    /// The other replicas of this edge: counts, caps, demand and drain marks are shared with
+    /// them. Default: off (this replica counts and caps alone).
+    pub peers: Option<Peers>,
 }
 
 impl Default for Config {
@@ -154,6 +161,7 @@ impl Default for Config {
             scaler: None,
             leader_election: None,
             kube_client: None,
+            peers: None,
         }
     }
 }
@@ -204,6 +212,20 @@ impl Config {
         }
         self.backends.validate()?;
         self.validate_kube()?;
+        if let Some(peers) = &self.peers {
+            peers.validate()?;
+        }
+        if self.backends.from_peers {
+            let alone = self.backends.static_.is_empty()
+                && self.backends.local.is_none()
+                && self.backends.kubernetes.is_none();
+            if self.peers.is_none() || !alone {
+                return invalid(
+                    "backends.from_peers",
+                    "a peers section and no other backend source".into(),
+                );
+            }
+        }
         if let Some(scaler) = &self.scaler {
             let kube = self.backends.kubernetes.is_some() && scaler.deployment.is_some();
             if self.backends.local.is_none() && !kube {

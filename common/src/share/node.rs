@@ -235,6 +235,12 @@ impl Node {
         self.map_address(now, address, member);
     }
 
+    /// A peer answered that it has dropped this node: start again as a new member at the next
+    /// tick (as when a report lists this node as dropped).
+    pub fn dropped(&mut self) {
+        self.expelled = true;
+    }
+
     /// The node is shutting down: it claims nothing more and gives back all it can.
     pub fn leave(&mut self) {
         self.leaving = true;
