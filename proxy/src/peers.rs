@@ -76,19 +76,20 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// The exchange of `config` for the data plane `proxy` and its `catalog`; its metrics are
-    /// registered in `registry`. The table must be [`tidegate_common::BackendTable::shared`].
+    /// The exchange of `config` for the data plane `proxy` and its `catalog`, reached by peers
+    /// on `admin_port`; its metrics are registered in `registry`. The table must be
+    /// [`tidegate_common::BackendTable::shared`].
     pub fn new(
         config: PeersConfig,
         proxy: Arc<Proxy>,
         catalog: Arc<Catalog>,
         role: Role,
+        admin_port: u16,
         registry: &prometheus::Registry,
     ) -> Result<Self, crate::metrics::Error> {
         let settings = Settings {
             peer_timeout: config.peer_timeout,
         };
-        let admin_port = proxy.config.load().admin_listen.port();
         let node = Node::new(settings, fastrand::u64(..), admin_port);
         Ok(Self {
             metrics: Metrics::register(registry, &proxy.table)?,

@@ -119,7 +119,7 @@ impl App {
         let conf = server_conf(&config);
         let mut assembly = Assembly::new(&config)?;
         assembly.add_leader(&config)?;
-        assembly.add_peers(&config)?;
+        assembly.add_peers(&config, admin_addr.port())?;
         if let Some(local) = &config.backends.local {
             assembly.add_local(local.clone(), config.scaler.as_ref(), &config)?;
         }

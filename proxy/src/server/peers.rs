@@ -9,7 +9,9 @@ use crate::config::Config;
 use crate::peers::{self, Peers, Role};
 
 impl Assembly {
-    pub(super) fn add_peers(&mut self, config: &Config) -> Result<(), Error> {
+    /// The exchange, telling peers to push back to `admin_port` (the bound one: the config
+    /// may say 0).
+    pub(super) fn add_peers(&mut self, config: &Config, admin_port: u16) -> Result<(), Error> {
         let Some(section) = config.peers.clone() else {
             return Ok(());
         };
@@ -26,7 +28,10 @@ impl Assembly {
         let kubernetes = section.kubernetes.clone();
         let proxy = Arc::clone(&self.proxy);
         let catalog = Arc::clone(&self.catalog);
-        let p = Arc::new(Peers::new(section, proxy, catalog, role, &self.registry)?);
+        let registry = &self.registry;
+        let p = Arc::new(Peers::new(
+            section, proxy, catalog, role, admin_port, registry,
+        )?);
         self.add("peers", Arc::new(peers::Service(Arc::clone(&p))));
         if let Some(source) = kubernetes {
             let client = config.kube_client.clone().unwrap_or_default();

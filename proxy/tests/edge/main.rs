@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod limits;
 mod local_mode;
+mod peers;
 mod relay;
 mod reload;
 mod routing;

@@ -38,7 +38,7 @@ impl Node {
             let mine = self.own_holding(b, mean);
             hs.push(mine);
             hs.sort_by_key(|h| h.id);
-            let gives = gives_of(self.me, u64::from(b.capacity), &hs);
+            let gives = gives_of(self.me, u64::from(b.capacity), salt(b.address), &hs);
             for (to, n) in gives {
                 self.give(b.address, to, n, &hs, slots);
             }
@@ -137,11 +137,19 @@ impl Node {
     }
 }
 
+/// A number every member derives alike from a backend, so that the leftover slots of the
+/// split go to a different member on each backend.
+fn salt(backend: SocketAddr) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&backend, &mut h);
+    std::hash::Hasher::finish(&h)
+}
+
 /// What `me` gives to whom of one backend with `cap`, given every member's holding (sorted by
 /// id): the part of one matching of excess holders to members below target.
-fn gives_of(me: MemberId, cap: u64, hs: &[Holding]) -> Vec<(MemberId, u64)> {
+fn gives_of(me: MemberId, cap: u64, salt: u64, hs: &[Holding]) -> Vec<(MemberId, u64)> {
     let threshold = (cap / 100).max(1);
-    let targets = targets(cap, hs);
+    let targets = targets(cap, salt, hs);
     let mut deficits: Vec<(MemberId, u64)> = hs
         .iter()
         .zip(&targets)
@@ -175,8 +183,9 @@ fn gives_of(me: MemberId, cap: u64, hs: &[Holding]) -> Vec<(MemberId, u64)> {
 }
 
 /// Each member's target: what it occupies plus its part of the free slots by weight (largest
-/// remainders first, then lower ids, so the parts add up to exactly the free slots).
-fn targets(cap: u64, hs: &[Holding]) -> Vec<u64> {
+/// remainders first, ties in an order `salt` shuffles per backend, so the parts add up to
+/// exactly the free slots and the leftovers spread over the members).
+fn targets(cap: u64, salt: u64, hs: &[Holding]) -> Vec<u64> {
     let occupied: u64 = hs.iter().map(|h| h.occupied).sum();
     let free = cap.saturating_sub(occupied);
     let total: f64 = hs.iter().map(|h| h.weight).sum();
@@ -189,7 +198,8 @@ fn targets(cap: u64, hs: &[Holding]) -> Vec<u64> {
     let mut order: Vec<usize> = (0..hs.len()).filter(|&i| hs[i].weight > 0.0).collect();
     order.sort_by(|&a, &b| {
         let (fa, fb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
-        fb.total_cmp(&fa).then(hs[a].id.cmp(&hs[b].id))
+        fb.total_cmp(&fa)
+            .then((hs[a].id ^ salt).cmp(&(hs[b].id ^ salt)))
     });
     for i in order.into_iter().cycle().take(hs.len() * 2) {
         if left == 0 {
@@ -219,36 +229,49 @@ mod tests {
     #[test]
     fn targets_split_the_free_slots_by_weight_and_add_up() {
         let hs = [h(1, 0, 10, 1.0), h(2, 0, 0, 1.0), h(3, 0, 0, 1.0)];
-        assert_eq!(targets(10, &hs), [4, 3, 3]);
+        assert_eq!(targets(10, 0, &hs), [4, 3, 3]);
+        assert_eq!(
+            targets(10, 2, &hs),
+            [3, 4, 3],
+            "the salt picks who gets the leftover"
+        );
         let hs = [h(1, 4, 10, 1.0), h(2, 0, 0, 3.0)];
         assert_eq!(
-            targets(10, &hs),
+            targets(10, 0, &hs),
             [6, 4],
-            "1.5 + 4.5: the tie goes to the lower id"
+            "1.5 + 4.5: the tie by salted id"
         );
         let leaving = [h(1, 2, 6, 0.0), h(2, 1, 4, 1.0)];
-        assert_eq!(targets(10, &leaving), [2, 8]);
+        assert_eq!(targets(10, 0, &leaving), [2, 8]);
         let full = [h(1, 7, 7, 1.0), h(2, 5, 5, 1.0)];
-        assert_eq!(targets(10, &full), [7, 5], "never below what is occupied");
+        assert_eq!(
+            targets(10, 0, &full),
+            [7, 5],
+            "never below what is occupied"
+        );
     }
 
     #[test]
     fn one_matching_two_holders_never_fill_the_same_gap() {
         let hs = [h(1, 0, 6, 1.0), h(2, 0, 6, 1.0), h(3, 0, 0, 1.0)];
         // targets 4, 4, 4: holders 1 and 2 have 2 spare each; 3 needs 4.
-        assert_eq!(gives_of(1, 12, &hs), [(3, 2)]);
-        assert_eq!(gives_of(2, 12, &hs), [(3, 2)]);
-        assert_eq!(gives_of(3, 12, &hs), []);
+        assert_eq!(gives_of(1, 12, 0, &hs), [(3, 2)]);
+        assert_eq!(gives_of(2, 12, 0, &hs), [(3, 2)]);
+        assert_eq!(gives_of(3, 12, 0, &hs), []);
         let mut flying = hs;
         flying[2].incoming = 4;
-        assert_eq!(gives_of(1, 12, &flying), [], "what is in flight counts");
+        assert_eq!(gives_of(1, 12, 0, &flying), [], "what is in flight counts");
     }
 
     #[test]
     fn small_excesses_stay_put_on_large_caps() {
         let hs = [h(1, 0, 505, 1.0), h(2, 0, 495, 1.0)];
-        assert_eq!(gives_of(1, 1000, &hs), [], "5 is below the 1 % threshold");
+        assert_eq!(
+            gives_of(1, 1000, 0, &hs),
+            [],
+            "5 is below the 1 % threshold"
+        );
         let hs = [h(1, 0, 520, 1.0), h(2, 0, 480, 1.0)];
-        assert_eq!(gives_of(1, 1000, &hs), [(2, 20)]);
+        assert_eq!(gives_of(1, 1000, 0, &hs), [(2, 20)]);
     }
 }

@@ -132,7 +132,9 @@ fn the_claimer_claims_then_shares_evenly_and_the_sum_never_exceeds_the_cap() {
         b.round();
         assert!(b.sum() <= CAP, "{:?}", b.shares());
     }
-    assert_eq!(b.shares(), [4, 3, 3]);
+    let mut split = b.shares();
+    split.sort();
+    assert_eq!(split, [3, 3, 4], "the leftover slot goes to one of them");
 }
 
 #[test]
@@ -179,7 +181,7 @@ fn a_killed_members_share_is_claimed_only_after_every_survivor_dropped_it() {
     b.occupy(2, 3);
     b.round();
     let dead_share = b.shares()[2];
-    assert_eq!(dead_share, 3);
+    assert!(dead_share >= 3, "{:?}", b.shares());
     // Node 2's last report reaches 1 a second later than 0; then 2 dies. 0 drops it first,
     // and must not claim while 1 still counts 2 up.
     b.advance(Duration::from_secs(1));
