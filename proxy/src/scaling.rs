@@ -18,7 +18,7 @@ mod demand;
 pub mod status;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -88,7 +88,7 @@ impl BackgroundService for Scaler {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let taken = self.policy.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(mut policy) = taken else { return };
-        let epoch = Instant::now();
+        let epoch = tokio::time::Instant::now();
         let mut ticks = tokio::time::interval(policy.sample_period());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_refused = self.demand.refused_total();
@@ -143,3 +143,6 @@ impl Scaler {
         self.status.record(obs, &decision);
     }
 }
+
+#[cfg(test)]
+mod tests;

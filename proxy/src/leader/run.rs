@@ -108,6 +108,9 @@ impl Service {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.changed() => break,
             }
+            // Lapse first: a round about to start must not find us still leading past the
+            // deadline.
+            self.publish(elector.leading(Instant::now()));
             if Instant::now() >= next_round {
                 next_round = Instant::now() + period;
                 match self.round_on_time(&api, &mut elector).await {
