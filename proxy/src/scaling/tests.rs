@@ -69,9 +69,10 @@ impl Policy for OneReplica {
     }
 }
 
-fn scaler(
-    leading: watch::Receiver<bool>,
-) -> (Scaler, Arc<Pods>, Arc<Refusals>, Arc<Mutex<Vec<u32>>>) {
+/// The refusals the policy observed, tick by tick.
+type Seen = Arc<Mutex<Vec<u32>>>;
+
+fn scaler(leading: watch::Receiver<bool>) -> (Scaler, Arc<Pods>, Arc<Refusals>, Seen) {
     let registry = prometheus::Registry::new();
     let status = Arc::new(Status::new(&registry, Some(leading.clone())).unwrap());
     let (pods, refusals) = (Arc::new(Pods::default()), Arc::new(Refusals::default()));
