@@ -215,3 +215,69 @@ async fn three_edges_hold_the_caps_on_the_sum_and_survive_a_sigkill() {
     );
     drop(held);
 }
+
+/// A proxy with a `peers` section but no peer at all.
+fn alone(backend: &Backend, cap: u32) -> tidegate_proxy::config::Config {
+    let mut c = crate::support::config(&[backend.addr], cap);
+    c.peers = Some(tidegate_proxy::config::Peers::default());
+    c.request_header_timeout = Duration::from_secs(1);
+    c.queue_timeout = Duration::ZERO;
+    c.validate().unwrap();
+    c
+}
+
+#[tokio::test]
+async fn a_replica_alone_holds_whole_caps_and_admits_as_without_peers() {
+    let be = Backend::start().await;
+    let proxy = crate::support::start_proxy(alone(&be, 2));
+    wait_until("the lone replica claimed the cap", || async {
+        crate::support::state(&proxy).await["backends"][0]["share"] == 2
+    })
+    .await;
+    let _a = crate::support::ws(&proxy).await;
+    let _b = crate::support::ws(&proxy).await;
+    assert!(crate::support::try_ws(&proxy).await.is_err(), "cap 2");
+    let s = crate::support::state(&proxy).await;
+    assert_eq!(s["totals"]["cluster_live"], 2);
+    assert_eq!(s["peers"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn hostile_pushes_get_a_clear_answer_and_a_count_and_change_nothing() {
+    use crate::support::{metrics, raw, sample, state, ws};
+    let be = Backend::start().await;
+    let proxy = crate::support::start_proxy(alone(&be, 5));
+    wait_until("ready", || async {
+        state(&proxy).await["backends"][0]["share"] == 5
+    })
+    .await;
+    let mut held = ws(&proxy).await;
+    let post = |len: &str, body: &[u8]| {
+        let mut r = format!("POST /api/v1/peer/sync HTTP/1.1\r\nHost: t\r\n{len}\r\n").into_bytes();
+        r.extend_from_slice(body);
+        r
+    };
+    let garbage = raw(proxy.admin_addr, &post("Content-Length: 7\r\n", b"garbage")).await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert!(garbage.contains("Tidegate-Member: "), "{garbage}");
+    let no_length = raw(proxy.admin_addr, &post("", b"")).await;
+    assert!(no_length.starts_with("HTTP/1.1 411"), "{no_length}");
+    let huge = raw(proxy.admin_addr, &post("Content-Length: 99999999\r\n", b"")).await;
+    assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
+    // Announces 100 bytes, sends 10, then nothing: dropped after the header timeout.
+    let slow = raw(
+        proxy.admin_addr,
+        &post("Content-Length: 100\r\n", b"TGP1......"),
+    )
+    .await;
+    assert!(slow.is_empty(), "closed without an answer: {slow}");
+    let m = metrics(&proxy).await;
+    for kind in ["bad_magic", "no_length", "too_large", "body_timeout"] {
+        let series = format!("tidegate_peer_sync_errors_total{{kind=\"{kind}\"}}");
+        assert_eq!(sample(&m, &series), Some(1.0), "{series}");
+    }
+    let s = state(&proxy).await;
+    assert_eq!(s["backends"][0]["share"], 5, "nothing applied");
+    assert_eq!(s["peers"].as_array().map(Vec::len), Some(0));
+    crate::support::echo_once(&mut held, "still here").await;
+}
