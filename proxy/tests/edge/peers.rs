@@ -281,3 +281,68 @@ async fn hostile_pushes_get_a_clear_answer_and_a_count_and_change_nothing() {
     assert_eq!(s["peers"].as_array().map(Vec::len), Some(0));
     crate::support::echo_once(&mut held, "still here").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_beside_a_local_pool_takes_its_backends_and_drain_marks_from_the_peers() {
+    use crate::support::{start_proxy, state, try_ws};
+    use tidegate_proxy::config::{LocalBackends, Peers};
+    let mut pool = crate::support::config(&[], 3);
+    pool.queue_timeout = Duration::ZERO;
+    pool.backends.local = Some(LocalBackends {
+        command: Some(format!(
+            "{} echo-backend --listen 127.0.0.1:{{port}}",
+            env!("CARGO_BIN_EXE_tidegate")
+        )),
+        port_range: [33000, 33999],
+        initial: 2,
+        ..LocalBackends::default()
+    });
+    pool.peers = Some(Peers::default());
+    let a = start_proxy(pool.clone());
+    let mut beside = crate::support::config(&[], 3);
+    beside.queue_timeout = Duration::ZERO;
+    beside.backends.from_peers = true;
+    beside.peers = Some(Peers {
+        static_: vec![a.admin_addr],
+        ..Peers::default()
+    });
+    beside.validate().unwrap();
+    let b = start_proxy(beside);
+    let ready = |s: &Value| {
+        let bs = s["backends"].as_array().unwrap();
+        bs.len() == 2
+            && bs
+                .iter()
+                .all(|b| b["state"] == "ready" && b["share"].as_u64() > Some(0))
+    };
+    wait_until("both edges route to the pool's two backends", || async {
+        ready(&state(&a).await) && ready(&state(&b).await)
+    })
+    .await;
+    let mut held = Vec::new();
+    for proxy in [&a, &b, &a, &b, &a, &b] {
+        held.push(try_ws(proxy).await.expect("six slots of cap 3 x 2"));
+    }
+    assert!(
+        try_ws(&a).await.is_err() && try_ws(&b).await.is_err(),
+        "full on the sum"
+    );
+    wait_until("both see all six", || async {
+        let total = |s: Value| s["totals"]["cluster_live"].as_u64();
+        total(state(&a).await) == Some(6) && total(state(&b).await) == Some(6)
+    })
+    .await;
+    // The pool drains one backend: the edge beside it stops routing there too.
+    use tidegate_proxy::target::ScaleTarget;
+    a.handles.pool.as_ref().unwrap().set_desired(2, 1);
+    wait_until(
+        "the drain mark reaches the edge beside the pool",
+        || async {
+            let s = state(&b).await;
+            let bs = s["backends"].as_array().unwrap().clone();
+            bs.iter().filter(|b| b["state"] == "draining").count() == 1
+        },
+    )
+    .await;
+    drop(held);
+}
