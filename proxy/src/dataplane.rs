@@ -14,6 +14,7 @@
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
 //! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
 
+pub mod frames;
 pub mod head;
 pub mod http;
 pub mod listener;
