@@ -14,6 +14,8 @@
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
 //! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
 
+pub mod connections;
+pub mod drain;
 pub mod frames;
 pub mod head;
 pub mod http;
@@ -30,6 +32,8 @@ use prometheus::Registry;
 use tidegate_common::{BackendTable, QueuePolicy};
 
 use crate::config::Config;
+pub use connections::Connections;
+pub use drain::Drain;
 pub use metrics::Metrics;
 
 /// What every connection task reads: the config in force, the backend table with its exact
@@ -41,6 +45,10 @@ pub struct Proxy {
     pub table: Arc<BackendTable>,
     /// What the connection paths count.
     pub metrics: Metrics,
+    /// The open connections, and the WebSockets the proxy can ask to close.
+    pub connections: Arc<Connections>,
+    /// The drain on SIGTERM: `/readyz`, the traffic listener's stop, its metrics.
+    pub drain: Drain,
 }
 
 impl Proxy {
@@ -54,6 +62,8 @@ impl Proxy {
             metrics: Metrics::register(registry, &table)?,
             config: ArcSwap::from_pointee(config),
             table,
+            connections: Arc::default(),
+            drain: Drain::register(registry)?,
         })
     }
 }
