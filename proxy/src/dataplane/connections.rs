@@ -58,10 +58,12 @@ pub enum Ask {
     Cut,
 }
 
+// A signal's bits: the cause of a close asked for (kept when a cut follows), and the cut.
 const RELAY: u8 = 0;
 const CLOSE_SHUTDOWN: u8 = 1;
 const CLOSE_BACKEND: u8 = 2;
-const CUT: u8 = 3;
+const CAUSE: u8 = 3;
+const CUT: u8 = 4;
 
 /// One WebSocket's line from the proxy to its relay: what is asked, and the relay's waker.
 #[derive(Debug, Default)]
@@ -74,6 +76,14 @@ impl Signal {
     /// What is asked now.
     pub fn ask(&self) -> Ask {
         ask_of(self.ask.load(Ordering::Acquire))
+    }
+
+    /// Why a close was asked for, if one was (also once a cut followed it).
+    pub fn close_cause(&self) -> Option<Cause> {
+        match ask_of(self.ask.load(Ordering::Acquire) & CAUSE) {
+            Ask::Close(cause) => Some(cause),
+            Ask::Relay | Ask::Cut => None,
+        }
     }
 
     /// Has `waker` woken when the ask changes, then returns the ask (read after registering,
@@ -90,7 +100,7 @@ impl Signal {
         let changed = if new == RELAY {
             false
         } else if new == CUT {
-            self.ask.swap(CUT, Ordering::AcqRel) != CUT
+            self.ask.fetch_or(CUT, Ordering::AcqRel) & CUT == 0
         } else {
             let swap = self
                 .ask
@@ -115,6 +125,7 @@ pub struct Connections {
     open: AtomicUsize,
     none_open: Notify,
     websockets: Mutex<Slab<Entry>>,
+    none_tracked: Notify,
     /// What a WebSocket tracked from now on is asked at once (`RELAY`: nothing).
     from_now: AtomicU8,
 }
@@ -157,6 +168,17 @@ impl Connections {
             connections: self,
             signal,
             key,
+        }
+    }
+
+    /// Returns once no WebSocket is tracked (e.g. every cut relay has ended).
+    pub async fn wait_until_none_tracked(&self) {
+        loop {
+            let notified = self.none_tracked.notified();
+            if self.websocket_count() == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -218,6 +240,7 @@ fn code_of(ask: Ask) -> u8 {
 
 fn ask_of(code: u8) -> Ask {
     match code {
+        _ if code & CUT != 0 => Ask::Cut,
         RELAY => Ask::Relay,
         CLOSE_SHUTDOWN => Ask::Close(Cause::Shutdown),
         CLOSE_BACKEND => Ask::Close(Cause::BackendDrained),
@@ -254,7 +277,12 @@ impl Tracked<'_> {
 
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
-        let _ = self.connections.websockets().try_remove(self.key);
+        let mut websockets = self.connections.websockets();
+        let _ = websockets.try_remove(self.key);
+        if websockets.is_empty() {
+            drop(websockets);
+            self.connections.none_tracked.notify_waiters();
+        }
     }
 }
 
@@ -296,6 +324,13 @@ mod tests {
         assert_eq!(c.close_next(10, Cause::Shutdown, &mut cursor), 0);
         assert_eq!(c.cut_all(), 5);
         assert!(asks().iter().all(|a| *a == Ask::Cut));
+        let causes: Vec<_> = tracked.iter().map(|t| t.signal().close_cause()).collect();
+        let (s, d) = (Some(Cause::Shutdown), Some(Cause::BackendDrained));
+        assert_eq!(
+            causes,
+            [s, s, s, d, d],
+            "the cause of the close outlives the cut"
+        );
         drop(tracked);
         assert_eq!(c.websocket_count(), 0);
     }

@@ -18,6 +18,9 @@ use tracing::{info, warn};
 use super::connections::{Ask, Cause, Connections};
 use crate::metrics::{self, Error};
 
+/// Longest wait for cut relays to end (they do at their next poll).
+const CUT_WAIT: Duration = Duration::from_secs(1);
+
 /// What the drain does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -216,6 +219,9 @@ impl Drain {
                     connections.ask_from_now(Ask::Cut);
                     connections.cut_all();
                     warn!(open, "grace period over: cutting what is still open");
+                    // Cut relays end at once; let them count how they ended.
+                    let ended = connections.wait_until_none_tracked();
+                    let _ = tokio::time::timeout(CUT_WAIT, ended).await;
                 }
                 Step::Done => break,
             }

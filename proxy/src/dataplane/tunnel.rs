@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span};
 
-use super::connections::Ask;
+use super::connections::Cause;
 use super::frames::Frames;
 use super::head::Head;
 use super::relay::{End, Relay};
@@ -121,7 +121,12 @@ async fn upgrade(
         .closed_by(tracked.signal(), config.websocket_close_timeout)
         .run(&mut client, &mut backend)
         .await;
-    finish(proxy, end, started.elapsed(), tracked.signal().ask());
+    finish(
+        proxy,
+        end,
+        started.elapsed(),
+        tracked.signal().close_cause(),
+    );
     drop(tracked);
     drop(reservation);
 }
@@ -152,8 +157,8 @@ async fn refuse<T>(
 }
 
 /// Counts how the WebSocket ended, and the close the proxy asked for, if any.
-fn finish(proxy: &Proxy, end: End, lived: Duration, asked: Ask) {
-    if let Ask::Close(cause) = asked {
+fn finish(proxy: &Proxy, end: End, lived: Duration, closed_for: Option<Cause>) {
+    if let Some(cause) = closed_for {
         let closes = &proxy.metrics.websocket_closes;
         closes.with_label_values(&[cause.as_str()]).inc();
     }
