@@ -37,6 +37,7 @@ use tidegate_proxy::config::{
 fn config(ns: &str, context: &str, scaler: bool) -> Config {
     let mut c = support::config(&[], 10);
     c.backends.kubernetes = Some(KubernetesBackends {
+        drain_grace: None,
         namespace: ns.into(),
         service: "echo".into(),
         port: PortRef::Name("ws".into()),

@@ -344,3 +344,74 @@ async fn a_client_that_never_answers_is_cut_at_the_end_of_the_grace_and_counted(
     assert_eq!(value("tidegate_draining"), Some(1.0));
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_local_backend_closes_its_websockets_with_1001_when_its_drain_grace_runs_out() {
+    use tidegate_proxy::target::ScaleTarget;
+    let mut c = config(&[], 10);
+    c.websocket_close_timeout = Duration::from_secs(3);
+    c.backends.local = Some(tidegate_proxy::config::LocalBackends {
+        command: Some(format!(
+            "{} echo-backend --listen 127.0.0.1:{{port}}",
+            env!("CARGO_BIN_EXE_tidegate")
+        )),
+        port_range: [32000, 32999],
+        drain_grace: Duration::from_secs(1),
+        stop_timeout: Duration::from_secs(2),
+        initial: 2,
+        ..Default::default()
+    });
+    let proxy = start_proxy(c);
+    wait_until("two backends ready", || async {
+        state(&proxy).await["totals"]["capacity"] == 20
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(ws(&proxy).await);
+    }
+    let by_backend = live_by_backend(&proxy).await;
+    assert!(
+        by_backend.iter().all(|(_, live)| *live == 2),
+        "{by_backend:?}"
+    );
+
+    let pool = std::sync::Arc::clone(proxy.handles.pool.as_ref().unwrap());
+    let drained_at = Instant::now();
+    pool.set_desired(1, 1);
+    let waits: Vec<_> = clients
+        .into_iter()
+        .map(|ws| tokio::spawn(close_of(ws)))
+        .collect();
+    wait_until("two closed", || async {
+        waits.iter().filter(|w| w.is_finished()).count() == 2
+    })
+    .await;
+    wait_until("the emptied backend is removed", || async {
+        state(&proxy).await["backends"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(
+        state(&proxy).await["totals"]["live"],
+        2,
+        "the others still open"
+    );
+    for w in waits {
+        if w.is_finished() {
+            let (code, at) = w.await.unwrap();
+            assert_eq!(code, Some(CloseCode::Away));
+            let after = at.duration_since(drained_at);
+            assert!(
+                after >= Duration::from_secs(1),
+                "not before the grace: {after:?}"
+            );
+        } else {
+            w.abort();
+        }
+    }
+    let m = metrics(&proxy).await;
+    let closes = "tidegate_websocket_closes_total{cause=\"backend_drained\"}";
+    assert_eq!(sample(&m, closes), Some(2.0), "{m}");
+    let ends = "tidegate_connection_duration_seconds_count{end=\"proxy_closed\"}";
+    assert_eq!(sample(&m, ends), Some(2.0));
+}
