@@ -59,9 +59,42 @@ impl Frames {
                 rest = &rest[skip..];
                 continue;
             }
+            if self.seen == 0 {
+                // At a boundary with a whole header in hand (the usual case): all at once.
+                if let Some(header) = self.whole_header(rest) {
+                    rest = &rest[header..];
+                    continue;
+                }
+            }
             self.header_byte(rest[0]);
             rest = &rest[1..];
         }
+    }
+
+    /// Takes the header at the start of `bytes` if it is all there; returns its length.
+    fn whole_header(&mut self, bytes: &[u8]) -> Option<usize> {
+        let (&first, &second) = (bytes.first()?, bytes.get(1)?);
+        let (masked, len7) = (second & 0x80 != 0, second & 0x7f);
+        let extended = match len7 {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let need = 2 + extended + if masked { 4 } else { 0 };
+        if bytes.len() < need {
+            return None;
+        }
+        self.remaining = match extended {
+            0 => u64::from(len7),
+            _ => bytes[2..2 + extended]
+                .iter()
+                .fold(0, |n, b| (n << 8) | u64::from(*b)),
+        };
+        let opcode = first & OPCODE;
+        let close = if opcode == CLOSE { CLOSE_SEEN } else { 0 };
+        let mask = if masked { MASKED } else { 0 };
+        self.flags = (self.flags & CLOSE_SEEN) | close | mask | opcode;
+        Some(need)
     }
 
     fn header_byte(&mut self, byte: u8) {

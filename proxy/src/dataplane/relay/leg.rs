@@ -2,6 +2,7 @@
 //! frames, write it straight to the destination; only what the destination cannot take now is
 //! kept, on the heap, until it is written.
 
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -120,22 +121,23 @@ impl Leg {
         if limit == 0 {
             return Step::Idle;
         }
-        let mut chunk = [0u8; CHUNK];
-        let mut buf = ReadBuf::new(&mut chunk[..limit]);
+        // Not zeroed: a step that finds nothing to read (most of them) must cost no memset.
+        let mut chunk = [MaybeUninit::<u8>::uninit(); CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk[..limit]);
         match Pin::new(&mut *src).poll_read(cx, &mut buf) {
             Poll::Pending => return Step::Idle,
             Poll::Ready(Err(_)) => return Step::ReadFailed,
             Poll::Ready(Ok(())) => {}
         }
-        let n = buf.filled().len();
-        if n == 0 {
+        let read = buf.filled();
+        if read.is_empty() {
             return Step::Eof;
         }
-        self.frames.advance(&chunk[..n]);
+        self.frames.advance(read);
         if mode == Mode::Discard {
             return Step::Moved;
         }
-        self.pass(cx, dst, &chunk[..n])
+        self.pass(cx, dst, read)
     }
 
     /// Writes as much of `bytes` as the destination takes now; keeps the rest.
