@@ -11,6 +11,11 @@
 //! 4. anything else goes to pingora's HTTP proxy in [`http`], with the same reservation rules for
 //!    upgrades that arrive later on a kept-alive connection.
 //!
+//! The relay follows the WebSocket frames both ways ([`frames`]) so that it can close a
+//! connection properly when asked: [`connections`] counts every open connection and gives each
+//! relayed WebSocket a signal, and [`drain`] uses them on SIGTERM (and the targets when a
+//! drained backend's grace runs out).
+//!
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
 //! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
 
@@ -37,7 +42,7 @@ pub use drain::Drain;
 pub use metrics::Metrics;
 
 /// What every connection task reads: the config in force, the backend table with its exact
-/// counts, and the data plane's metrics.
+/// counts, the data plane's metrics, the open connections and the drain.
 pub struct Proxy {
     /// The config in force; swapped whole on reload, read once per connection.
     pub config: ArcSwap<Config>,

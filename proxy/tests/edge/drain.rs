@@ -415,3 +415,37 @@ async fn a_drained_local_backend_closes_its_websockets_with_1001_when_its_drain_
     let ends = "tidegate_connection_duration_seconds_count{end=\"proxy_closed\"}";
     assert_eq!(sample(&m, ends), Some(2.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_on_pingoras_tunnel_cannot_be_sent_a_close_and_are_cut_at_the_end() {
+    let backend = Backend::start().await;
+    let mut c = config(&[backend.addr], 10);
+    c.websocket_fast_path = false;
+    let proxy = start_proxy(c);
+    let registry = proxy.handles.admin.registry.clone();
+    let mut client = ws(&proxy).await;
+    echo_once(&mut client, "through pingora").await;
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || proxy.stop_gracefully())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "held to the grace's end: {took:?}"
+    );
+    let m = tidegate_proxy::metrics::render(&registry);
+    assert_eq!(
+        sample(&m, "tidegate_shutdown_cut_connections_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "tidegate_websocket_closes_total{cause=\"shutdown\"}"),
+        None
+    );
+    let next = tokio::time::timeout(DEADLINE, client.next()).await.unwrap();
+    assert!(
+        !matches!(next, Some(Ok(Message::Close(Some(_))))),
+        "no close frame: {next:?}"
+    );
+}
