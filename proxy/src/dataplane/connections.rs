@@ -146,13 +146,7 @@ impl Connections {
 
     /// Returns once no connection is open.
     pub async fn wait_until_none_open(&self) {
-        loop {
-            let notified = self.none_open.notified();
-            if self.open_count() == 0 {
-                return;
-            }
-            notified.await;
-        }
+        until_zero(&self.none_open, || self.open_count()).await;
     }
 
     /// Tracks a relayed WebSocket on `backend` until the guard drops.
@@ -173,13 +167,7 @@ impl Connections {
 
     /// Returns once no WebSocket is tracked (e.g. every cut relay has ended).
     pub async fn wait_until_none_tracked(&self) {
-        loop {
-            let notified = self.none_tracked.notified();
-            if self.websocket_count() == 0 {
-                return;
-            }
-            notified.await;
-        }
+        until_zero(&self.none_tracked, || self.websocket_count()).await;
     }
 
     /// Relayed WebSockets tracked now.
@@ -226,6 +214,18 @@ impl Connections {
 
     fn websockets(&self) -> MutexGuard<'_, Slab<Entry>> {
         self.websockets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Returns once `count()` is 0; `notify` is notified (`notify_waiters`) whenever it becomes 0.
+pub(crate) async fn until_zero(notify: &Notify, count: impl Fn() -> usize) {
+    loop {
+        // Registered before the check, so a notification in between is not missed.
+        let notified = notify.notified();
+        if count() == 0 {
+            return;
+        }
+        notified.await;
     }
 }
 

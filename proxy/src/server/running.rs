@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 
 use super::{App, Handles, Service};
 use crate::dataplane::Proxy;
+use crate::dataplane::connections::until_zero;
 
 /// How a stop was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,15 +93,7 @@ impl Components {
     async fn stop(&self, timeout: Duration) {
         self.stop.send_replace(true);
         let (running, changed) = &*self.running;
-        let all_stopped = async {
-            loop {
-                let notified = changed.notified();
-                if running.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
+        let all_stopped = until_zero(changed, || running.load(Ordering::Acquire));
         if tokio::time::timeout(timeout, all_stopped).await.is_err() {
             let left = running.load(Ordering::Acquire);
             warn!(

@@ -54,6 +54,14 @@ async fn start() -> Peers {
 }
 
 impl Peers {
+    /// Both peers answer the proxy's close.
+    async fn answer_both(&mut self) {
+        let from_client = frames::close_frame(1001, "", Some(KEY));
+        self.client.write_all(&from_client).await.unwrap();
+        let from_backend = frames::close_frame(1001, "", None);
+        self.backend.write_all(&from_backend).await.unwrap();
+    }
+
     fn ask_close(&self) {
         let mut cursor = 0;
         assert_eq!(
@@ -124,14 +132,7 @@ async fn an_idle_websocket_gets_1001_both_ways_and_ends_when_both_answer() {
         "masked 1001 to the backend"
     );
     assert_eq!(to_backend.2, to_client.2);
-    p.client
-        .write_all(&frames::close_frame(1001, "", Some(KEY)))
-        .await
-        .unwrap();
-    p.backend
-        .write_all(&frames::close_frame(1001, "", None))
-        .await
-        .unwrap();
+    p.answer_both().await;
     assert_eq!(p.relay.await.unwrap(), End::ProxyClosed);
     let mut rest = Vec::new();
     p.client.read_to_end(&mut rest).await.unwrap();
@@ -161,14 +162,7 @@ async fn a_frame_in_flight_ends_before_the_close_goes_out() {
         "then the close, not the next frame"
     );
     assert!(is_1001(&read_frame(&mut p.client).await));
-    p.client
-        .write_all(&frames::close_frame(1001, "", Some(KEY)))
-        .await
-        .unwrap();
-    p.backend
-        .write_all(&frames::close_frame(1001, "", None))
-        .await
-        .unwrap();
+    p.answer_both().await;
     assert_eq!(p.relay.await.unwrap(), End::ProxyClosed);
 }
 
