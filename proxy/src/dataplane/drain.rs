@@ -213,21 +213,25 @@ impl Drain {
                 Step::Close { n } => {
                     summary.asked += connections.close_next(n, Cause::Shutdown, &mut cursor);
                 }
-                Step::Cut => {
-                    summary.cut = open;
-                    self.cut.inc_by(open as u64);
-                    connections.ask_from_now(Ask::Cut);
-                    connections.cut_all();
-                    warn!(open, "grace period over: cutting what is still open");
-                    // Cut relays end at once; let them count how they ended.
-                    let ended = connections.wait_until_none_tracked();
-                    let _ = tokio::time::timeout(CUT_WAIT, ended).await;
-                }
+                Step::Cut => summary.cut = self.cut(connections, open).await,
                 Step::Done => break,
             }
         }
         info!(asked = summary.asked, cut = summary.cut, "drain done");
         summary
+    }
+
+    /// Cuts what is still open at the end of the grace period (`open` connections); returns
+    /// how many.
+    async fn cut(&self, connections: &Connections, open: usize) -> usize {
+        self.cut.inc_by(open as u64);
+        connections.ask_from_now(Ask::Cut);
+        connections.cut_all();
+        warn!(open, "grace period over: cutting what is still open");
+        // Cut relays end at once; let them count how they ended.
+        let ended = connections.wait_until_none_tracked();
+        let _ = tokio::time::timeout(CUT_WAIT, ended).await;
+        open
     }
 }
 

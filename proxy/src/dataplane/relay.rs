@@ -159,6 +159,13 @@ struct Shut {
     backend: bool,
 }
 
+impl Shut {
+    const BOTH: Shut = Shut {
+        client: true,
+        backend: true,
+    };
+}
+
 /// Where a peer stands once the proxy's close frame is queued to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Answer {
@@ -333,56 +340,58 @@ impl State<'_> {
     /// Queues the close frames once both directions stand between frames; ends once both
     /// peers answered (or left) and everything owed to them is written.
     fn close_progress(&mut self) -> Option<(End, Shut)> {
-        match &mut self.phase {
+        match self.phase {
             Phase::Closing(cause) => {
                 if self.up.frames.at_boundary() && self.down.frames.at_boundary() {
-                    let reason = cause.reason();
-                    self.down
-                        .queue(&frames::close_frame(GOING_AWAY, reason, None));
-                    let key = fastrand::u32(..).to_ne_bytes();
-                    self.up
-                        .queue(&frames::close_frame(GOING_AWAY, reason, Some(key)));
-                    self.up.frames.forget_close();
-                    self.down.frames.forget_close();
-                    self.phase = Phase::Closed {
-                        client: Answer::Waiting,
-                        backend: Answer::Waiting,
-                    };
+                    self.queue_closes(cause);
                 }
                 None
             }
-            Phase::Closed { client, backend } => {
-                let heard = |leg: &Leg| leg.frames.close_seen() && leg.frames.at_boundary();
-                if *client == Answer::Waiting && heard(&self.up) {
-                    *client = Answer::Answered;
-                }
-                if *backend == Answer::Waiting && heard(&self.down) {
-                    *backend = Answer::Answered;
-                }
-                let owed = |peer: Answer, leg: &Leg| peer != Answer::Gone && !leg.is_written();
-                if *client == Answer::Waiting
-                    || *backend == Answer::Waiting
-                    || owed(*client, &self.down)
-                    || owed(*backend, &self.up)
-                {
-                    return None;
-                }
-                let clean = *client == Answer::Answered && *backend == Answer::Answered;
-                let end = if clean {
-                    End::ProxyClosed
-                } else {
-                    End::CloseUnanswered
-                };
-                Some((
-                    end,
-                    Shut {
-                        client: true,
-                        backend: true,
-                    },
-                ))
-            }
+            Phase::Closed { .. } => self.answered(),
             Phase::Relaying | Phase::Passing => None,
         }
+    }
+
+    /// Queues a 1001 close frame to the client (unmasked) and to the backend (masked).
+    fn queue_closes(&mut self, cause: Cause) {
+        let reason = cause.reason();
+        self.down
+            .queue(&frames::close_frame(GOING_AWAY, reason, None));
+        let key = fastrand::u32(..).to_ne_bytes();
+        self.up
+            .queue(&frames::close_frame(GOING_AWAY, reason, Some(key)));
+        self.up.frames.forget_close();
+        self.down.frames.forget_close();
+        self.phase = Phase::Closed {
+            client: Answer::Waiting,
+            backend: Answer::Waiting,
+        };
+    }
+
+    /// Notes the peers' answers; the end once both answered (or left) and nothing is owed.
+    fn answered(&mut self) -> Option<(End, Shut)> {
+        let Phase::Closed { client, backend } = &mut self.phase else {
+            return None;
+        };
+        let heard = |leg: &Leg| leg.frames.close_seen() && leg.frames.at_boundary();
+        if *client == Answer::Waiting && heard(&self.up) {
+            *client = Answer::Answered;
+        }
+        if *backend == Answer::Waiting && heard(&self.down) {
+            *backend = Answer::Answered;
+        }
+        let owed = |peer: Answer, leg: &Leg| peer != Answer::Gone && !leg.is_written();
+        let waiting = *client == Answer::Waiting || *backend == Answer::Waiting;
+        if waiting || owed(*client, &self.down) || owed(*backend, &self.up) {
+            return None;
+        }
+        let clean = *client == Answer::Answered && *backend == Answer::Answered;
+        let end = if clean {
+            End::ProxyClosed
+        } else {
+            End::CloseUnanswered
+        };
+        Some((end, Shut::BOTH))
     }
 
     /// The timer fired: the idle timeout (re-armed if there was activity since), or the end of
@@ -397,13 +406,7 @@ impl State<'_> {
                 None
             }
             Phase::Closing(_) | Phase::Passing => Some((End::Cut, Shut::default())),
-            Phase::Closed { .. } => Some((
-                End::CloseUnanswered,
-                Shut {
-                    client: true,
-                    backend: true,
-                },
-            )),
+            Phase::Closed { .. } => Some((End::CloseUnanswered, Shut::BOTH)),
         }
     }
 }
