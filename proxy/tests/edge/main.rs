@@ -9,9 +9,12 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod forwarded;
 mod limits;
 mod local_mode;
 mod relay;
 mod reload;
 mod routing;
+mod smuggling;
+mod upgrades;
 mod websocket;
