@@ -30,7 +30,7 @@ pub use kubernetes::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_PERIOD, DeploymentRef, KubeClientConfig,
     KubernetesBackends, LeaderElection, PortRef,
 };
-pub use load::{Error, load_file, parse};
+pub use load::{Error, MAX_CONFIG_BYTES, load_file, parse};
 pub use network::{
     Cidr, DEFAULT_KEEPALIVE_COUNT, DEFAULT_KEEPALIVE_IDLE, DEFAULT_KEEPALIVE_INTERVAL, Keepalive,
     ProxyProtocol, SendProxyProtocol, TcpKeepalive,

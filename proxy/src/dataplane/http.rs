@@ -176,6 +176,9 @@ impl ProxyHttp for HttpFallback {
         if !ctx.websocket {
             return Ok(false);
         }
+        // Interim answers (100, 103) before the 101 are not passed on: WebSocket clients take
+        // the first answer for the handshake's (as on the fast path).
+        session.set_ignore_info_resp(true);
         self.admit(session, ctx).await
     }
 
@@ -284,8 +287,10 @@ impl ProxyHttp for HttpFallback {
     ) -> Result<()> {
         if resp.status.as_u16() != 101 {
             if ctx.websocket && !resp.status.is_informational() {
-                // A refused upgrade ends its connection, as on the fast path: bytes the client
-                // pipelined behind it are dropped, not read as the next request.
+                // A refused upgrade gives its slot back before the refusal is passed on, and
+                // ends its connection, as on the fast path: bytes the client pipelined behind
+                // it are dropped, not read as the next request.
+                ctx.reservation = None;
                 session.set_keepalive(None);
             }
             return Ok(());
