@@ -36,8 +36,9 @@ impl Proto {
 pub struct Client {
     /// The client: the TCP peer, or the PROXY header's source.
     pub addr: SocketAddr,
-    /// Where it connected to: the listener's address, or the PROXY header's destination.
-    pub local: SocketAddr,
+    /// Where it connected to, as the PROXY header named it; `None` without one (the socket's
+    /// own address is then looked up only if something needs it: a PROXY header to send).
+    pub local: Option<SocketAddr>,
     /// The scheme it spoke.
     pub proto: Proto,
 }
@@ -131,7 +132,7 @@ mod tests {
         let addr: SocketAddr = client.parse().unwrap();
         let c = Client {
             addr,
-            local: addr,
+            local: None,
             proto: Proto::Http,
         };
         Forwarding::new(&config, &c).unwrap()
@@ -178,7 +179,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let c = Client {
             addr,
-            local: addr,
+            local: None,
             proto: Proto::Http,
         };
         assert_eq!(Forwarding::new(&config, &c), None);

@@ -71,7 +71,10 @@ pub async fn hand_over(
     use std::os::fd::AsRawFd;
     let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
     let _ = digest.peer_addr.set(Some(PeerAddr::Inet(client.addr)));
-    let _ = digest.local_addr.set(Some(PeerAddr::Inet(client.local)));
+    if let Some(local) = client.local {
+        // Otherwise pingora looks the socket's own address up if it is ever asked for.
+        let _ = digest.local_addr.set(Some(PeerAddr::Inet(local)));
+    }
     let mut stream = L4Stream::from(stream);
     stream.set_socket_digest(digest);
     stream.rewind(&head.bytes);
@@ -90,7 +93,7 @@ fn client_of(session: &Session) -> Option<Client> {
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     Some(Client {
         addr,
-        local: local.unwrap_or(addr),
+        local,
         proto: if tls { Proto::Https } else { Proto::Http },
     })
 }

@@ -40,10 +40,9 @@ pub async fn open(
     let _ = stream.set_nodelay(true);
     set_keepalive(stream, config.tcp_keepalive);
     let deadline = Instant::now() + config.request_header_timeout;
-    let local = stream.local_addr().unwrap_or(peer);
     let mut client = Client {
         addr: peer,
-        local,
+        local: None,
         proto: Proto::Http,
     };
     let mut already = Vec::new();
@@ -51,7 +50,7 @@ pub async fn open(
         match read_proxy_header(stream, config.proxy_protocol, deadline).await {
             Ok((addresses, rest)) => {
                 if let Some((src, dst)) = addresses {
-                    (client.addr, client.local) = (src, dst);
+                    (client.addr, client.local) = (src, Some(dst));
                 }
                 already = rest;
             }

@@ -42,7 +42,7 @@ pub async fn serve(
             return;
         };
         tracing::Span::current().record("backend", reservation.backend().label());
-        let sent = upstream_head(config, &request, who);
+        let sent = upstream_head(config, &request, who, &client);
         let ends = (client, backend);
         upgrade(proxy, config, ends, reservation, &sent, request).await;
     }
@@ -51,10 +51,13 @@ pub async fn serve(
 }
 
 /// What the backend gets before its answer: the optional PROXY header and the rewritten head.
-fn upstream_head(config: &Config, request: &Head, who: &Client) -> Vec<u8> {
+fn upstream_head(config: &Config, request: &Head, who: &Client, socket: &TcpStream) -> Vec<u8> {
     let forwarding = Forwarding::new(config, who);
     let proxy_header = match config.backends.send_proxy_protocol {
-        SendProxyProtocol::V2 => Some((who.addr, who.local)),
+        SendProxyProtocol::V2 => {
+            let local = who.local.or_else(|| socket.local_addr().ok());
+            Some((who.addr, local.unwrap_or(who.addr)))
+        }
         SendProxyProtocol::Off => None,
     };
     rewrite::websocket(request.head(), proxy_header, forwarding.as_ref())

@@ -42,7 +42,7 @@ pub fn peer(config: &Config, backend: SocketAddr, client: Option<&Client>) -> Ht
     }
     if let (SendProxyProtocol::V2, Some(c)) = (config.backends.send_proxy_protocol, client) {
         let mut header = Vec::with_capacity(proxy_protocol::V2_WRITTEN_MAX);
-        proxy_protocol::write_v2(c.addr, c.local, &mut header);
+        proxy_protocol::write_v2(c.addr, c.local.unwrap_or(c.addr), &mut header);
         peer.options.custom_l4 = Some(std::sync::Arc::new(WithProxyHeader {
             header,
             timeout: config.connect_timeout,
