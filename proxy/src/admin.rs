@@ -1,12 +1,13 @@
 //! The admin listener: `/` (the status page), `/metrics` (Prometheus text), `/healthz` (process
-//! up), `/readyz` (at least one backend takes new connections), `/api/v1/state` ([`state`]: JSON
-//! counts, the cluster view and the scaler's view), `/api/v1/history` ([`history`]: the last ten
-//! minutes, one sample a second), and, with peers, `POST /api/v1/peer/sync`
-//! ([`crate::peers::exchange`]).
+//! up), `/readyz` (at least one backend takes new connections, and no drain has started),
+//! `/api/v1/state` ([`state`]: JSON counts, the cluster view and the scaler's view),
+//! `/api/v1/history` ([`history`]: the last ten minutes, one sample a second), and, with peers,
+//! `POST /api/v1/peer/sync` ([`crate::peers::exchange`]).
 //!
 //! Answers are small and built at request time; each connection carries one request and is
-//! closed, so a stuck scraper cannot hold anything. With peers, the listener keeps serving
-//! through a graceful shutdown until this replica has left the exchange.
+//! closed, and writing the answer is bounded in time, so a stuck scraper cannot hold anything.
+//! With peers, the listener keeps serving through a graceful shutdown until this replica has
+//! left the exchange.
 
 pub mod history;
 pub mod state;
@@ -127,6 +128,7 @@ impl Admin {
             "/metrics" => (200, PROMETHEUS, crate::metrics::render(&self.registry)),
             "/" | "/index.html" => (200, "text/html; charset=utf-8", STATUS_PAGE.to_owned()),
             "/healthz" => (200, TEXT, "ok\n".into()),
+            "/readyz" if self.proxy.drain.is_draining() => (503, TEXT, "shutting down\n".into()),
             "/readyz" if self.proxy.table.has_eligible() => (200, TEXT, "ready\n".into()),
             "/readyz" => (503, TEXT, "no backend takes new connections\n".into()),
             "/api/v1/history" => (
@@ -161,9 +163,13 @@ async fn write(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    if !head_only {
-        let _ = stream.write_all(body.as_bytes()).await;
-    }
-    let _ = stream.shutdown().await;
+    // A scraper that stops reading must not hold the connection (and its task) forever.
+    let _ = tokio::time::timeout(respond::WRITE_TIMEOUT, async {
+        stream.write_all(head.as_bytes()).await?;
+        if !head_only {
+            stream.write_all(body.as_bytes()).await?;
+        }
+        stream.shutdown().await
+    })
+    .await;
 }

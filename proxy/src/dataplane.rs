@@ -2,8 +2,9 @@
 //!
 //! The path of one connection, in the order the modules run:
 //! 1. [`listener`] accepts it (its own accept loop as a pingora background service);
-//! 2. [`head`] reads its first request head, bounded in size and time, and tells a WebSocket
-//!    upgrade from everything else;
+//! 2. [`inbound`] sets its socket options, reads the PROXY header ([`proxy_protocol`]) if one is
+//!    expected, and settles who the [`client`] is; [`head`] reads and checks its first request
+//!    head, bounded in size and time, and tells a WebSocket upgrade from everything else;
 //! 3. an upgrade takes the fast path in [`tunnel`]: reserve a slot under the cap in the backend
 //!    table (the routing rule and the count invariant live in `tidegate_common::table`),
 //!    connect, pass the handshake, promote the reservation on the `101`, then [`relay`] the two
@@ -11,13 +12,24 @@
 //! 4. anything else goes to pingora's HTTP proxy in [`http`], with the same reservation rules for
 //!    upgrades that arrive later on a kept-alive connection.
 //!
+//! The relay follows the WebSocket frames both ways ([`frames`]) so that it can close a
+//! connection properly when asked: [`connections`] counts every open connection and gives each
+//! relayed WebSocket a signal, and [`drain`] uses them on SIGTERM (and the targets when a
+//! drained backend's grace runs out).
+//!
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
 //! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
 
+pub mod client;
+pub mod connections;
+pub mod drain;
+pub mod frames;
 pub mod head;
 pub mod http;
+pub mod inbound;
 pub mod listener;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod respond;
 pub mod tunnel;
@@ -29,10 +41,12 @@ use prometheus::Registry;
 use tidegate_common::{BackendTable, QueuePolicy};
 
 use crate::config::Config;
+pub use connections::Connections;
+pub use drain::Drain;
 pub use metrics::Metrics;
 
 /// What every connection task reads: the config in force, the backend table with its exact
-/// counts, and the data plane's metrics.
+/// counts, the data plane's metrics, the open connections and the drain.
 pub struct Proxy {
     /// The config in force; swapped whole on reload, read once per connection.
     pub config: ArcSwap<Config>,
@@ -40,6 +54,10 @@ pub struct Proxy {
     pub table: Arc<BackendTable>,
     /// What the connection paths count.
     pub metrics: Metrics,
+    /// The open connections, and the WebSockets the proxy can ask to close.
+    pub connections: Arc<Connections>,
+    /// The drain on SIGTERM: `/readyz`, the traffic listener's stop, its metrics.
+    pub drain: Drain,
 }
 
 impl Proxy {
@@ -53,6 +71,8 @@ impl Proxy {
             metrics: Metrics::register(registry, &table)?,
             config: ArcSwap::from_pointee(config),
             table,
+            connections: Arc::default(),
+            drain: Drain::register(registry)?,
         })
     }
 }

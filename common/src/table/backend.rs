@@ -143,7 +143,8 @@ impl Backend {
 
     /// live + pending: what the capacity limits.
     pub fn occupied(&self) -> u32 {
-        self.slots_word.load(Ordering::Acquire) as u32
+        // SeqCst with `state`: see `try_take_slot`.
+        self.slots_word.load(Ordering::SeqCst) as u32
     }
 
     /// This replica's share of the cap ([`UNSHARED`] without peers).
@@ -208,7 +209,7 @@ impl Backend {
 
     /// Plain HTTP requests in flight (not limited by the capacity).
     pub fn inflight_requests(&self) -> u32 {
-        self.inflight_requests.load(Ordering::Acquire)
+        self.inflight_requests.load(Ordering::SeqCst)
     }
 
     /// The most live + pending WebSockets this backend is given.
@@ -218,11 +219,11 @@ impl Backend {
 
     /// Whether the backend takes new connections.
     pub fn state(&self) -> BackendState {
-        BackendState::from_u8(self.state.load(Ordering::Acquire))
+        BackendState::from_u8(self.state.load(Ordering::SeqCst))
     }
 
     pub(crate) fn set_state(&self, state: BackendState) {
-        let old = self.state.swap(state as u8, Ordering::AcqRel);
+        let old = self.state.swap(state as u8, Ordering::SeqCst);
         if old != state as u8 {
             self.slots.capacity_changed();
         }
@@ -245,10 +246,15 @@ impl Backend {
 
     /// Takes one slot if `occupied < min(capacity, share)` (one compare-and-swap on the word
     /// that holds both occupied and share, so it never overshoots either).
+    ///
+    /// The caller re-reads `state` after this succeeds; the table's writer sets `state` before
+    /// it reads `occupied` to decide whether a removed backend can leave. All four accesses are
+    /// `SeqCst`, so at least one side sees the other: either the router sees the new state and
+    /// gives the slot back, or the writer sees the slot and keeps the backend, counted.
     pub(super) fn try_take_slot(&self) -> bool {
         let cap = self.capacity();
         self.slots_word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
                 let (occupied, share) = (w as u32, (w >> 32) as u32);
                 (occupied < cap.min(share)).then_some(w + 1)
             })
@@ -272,7 +278,8 @@ impl Backend {
 
     /// One more plain HTTP request in flight.
     pub(super) fn request_started(&self) {
-        self.inflight_requests.fetch_add(1, Ordering::AcqRel);
+        // SeqCst with `state`, as for `try_take_slot`.
+        self.inflight_requests.fetch_add(1, Ordering::SeqCst);
     }
 
     /// One plain HTTP request fewer in flight.

@@ -73,9 +73,11 @@ pub async fn push(address: SocketAddr, body: &[u8], timeout: Duration) -> Result
         );
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body).await?;
-        let (head, response) = head::read_response(&mut stream, MAX_ANSWER_HEAD, timeout)
-            .await
-            .map_err(|e| Error::Answer(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (head, response) =
+            head::read_response(&mut stream, Vec::new(), MAX_ANSWER_HEAD, deadline)
+                .await
+                .map_err(|e| Error::Answer(e.to_string()))?;
         let member = header(&head, MEMBER_HEADER, false)
             .and_then(|v| u64::from_str_radix(&v, 16).ok())
             .ok_or_else(|| Error::Answer(format!("status {} without a member", response.status)))?;

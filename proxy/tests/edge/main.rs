@@ -9,10 +9,17 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod drain;
+mod forwarded;
+mod fuzz;
+mod keepalive;
 mod limits;
 mod local_mode;
 mod peers;
+mod proxy_protocol;
 mod relay;
 mod reload;
 mod routing;
+mod smuggling;
+mod upgrades;
 mod websocket;
