@@ -315,13 +315,27 @@ async fn an_edge_beside_a_local_pool_takes_its_backends_and_drain_marks_from_the
                 .iter()
                 .all(|b| b["state"] == "ready" && b["share"].as_u64() > Some(0))
     };
-    wait_until("both edges route to the pool's two backends", || async {
-        ready(&state(&a).await) && ready(&state(&b).await)
-    })
+    let shares = |s: &Value| -> u64 {
+        let bs = s["backends"].as_array().unwrap();
+        bs.iter().filter_map(|b| b["share"].as_u64()).sum()
+    };
+    // The split settles (nothing in flight) before the slots are taken, so each attempt goes
+    // to an edge that holds room; which edge holds how many is the rebalancer's business.
+    wait_until(
+        "both edges route to the pool's two backends, all six slots held",
+        || async {
+            let (sa, sb) = (state(&a).await, state(&b).await);
+            ready(&sa) && ready(&sb) && shares(&sa) + shares(&sb) == 6
+        },
+    )
     .await;
     let mut held = Vec::new();
-    for proxy in [&a, &b, &a, &b, &a, &b] {
-        held.push(try_ws(proxy).await.expect("six slots of cap 3 x 2"));
+    for _ in 0..6 {
+        let ws = match try_ws(&a).await {
+            Ok(ws) => ws,
+            Err(_) => try_ws(&b).await.expect("six slots of cap 3 x 2"),
+        };
+        held.push(ws);
     }
     assert!(
         try_ws(&a).await.is_err() && try_ws(&b).await.is_err(),
