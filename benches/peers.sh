@@ -8,7 +8,7 @@
 #
 # Options (flags or environment):
 #   --backend-cmd 'CMD {port}' | BACKEND_CMD   echo backend command; {port} is replaced
-#                                              (default: tidegate echo-backend, else echo_min)
+#                                              (default: tidegate echo-backend, else wsbench echo)
 #   --no-tidegate-build | BUILD_TIDEGATE=0     use an existing tidegate binary, do not build it
 #   TIDEGATE=path                              tidegate binary (default $CARGO_TARGET_DIR/release/tidegate)
 #   REPEATS, STEPS, HOLD, HS_TIME, LAT_TIME, TP_MESSAGES   scenario sizes (defaults below)
@@ -35,7 +35,6 @@ done
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 TIDEGATE=${TIDEGATE:-$TARGET_DIR/release/tidegate}
 WSBENCH=$TARGET_DIR/release/wsbench
-ECHO_MIN=$TARGET_DIR/release/echo_min
 
 # Scenario sizes. The per-backend cap (CAP) x 3 backends stays above the largest idle step so the
 # cap is configured on every proxy but never the thing measured.
@@ -104,8 +103,8 @@ wait_ws() {
 free_ports() { "$WSBENCH" free-ports --count "$1"; }
 
 build() {
-  log "building wsbench and echo_min (release)"
-  (cd "$ROOT" && cargo build --release -q -p tidegate-benches --bin wsbench --bin echo_min)
+  log "building wsbench (release)"
+  (cd "$ROOT" && cargo build --release -q -p tidegate-benches --bin wsbench)
   if [[ $BUILD_TIDEGATE == 1 ]]; then
     log "building tidegate (release)"
     (cd "$ROOT" && cargo build --release -q -p tidegate-proxy) || log "tidegate build failed"
@@ -130,7 +129,7 @@ start_backends() {
     if [[ $TIDEGATE_OK == 1 ]] && "$TIDEGATE" echo-backend --help >/dev/null 2>&1; then
       BACKEND_CMD="$TIDEGATE echo-backend --listen 127.0.0.1:{port}"
     else
-      BACKEND_CMD="$ECHO_MIN --listen 127.0.0.1:{port}"
+      BACKEND_CMD="$WSBENCH echo --listen 127.0.0.1:{port}"
     fi
   fi
   log "backends: $BACKEND_CMD"

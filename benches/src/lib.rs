@@ -1,17 +1,10 @@
-//! Benchmark support for tidegate: see `benches/README.md` for the figures and how to reproduce them.
+//! Benchmark support for tidegate: see `benches/README.md` for the figures and how to reproduce
+//! them.
 //!
-//! Start at [`load`]: the four scenarios the `wsbench` load client runs against a WebSocket proxy
-//! (idle memory, handshake cost, round-trip latency, throughput), each printing one JSON line.
-//! [`endpoint`] opens and closes one WebSocket on the loopback interface, [`procstat`] reads what
-//! the proxy under test costs from `/proc`, and [`table`] turns the JSON lines of a whole
-//! `benches/peers.sh` run into the markdown table in `benches/results/peers.md`. [`echo`] is the
-//! minimal echo backend used until `tidegate echo-backend` exists, and by this crate's tests.
+//! The load itself comes from `tidegate_tools::load` (the same generator `tidegate loadgen`
+//! uses); `wsbench` is its command-line front for `benches/peers.sh`. [`table`] turns the JSON
+//! lines of a whole `peers.sh` run into the markdown table in `benches/results/peers.md`.
 
-pub mod echo;
-pub mod endpoint;
-pub mod error;
-pub mod load;
-pub mod procstat;
 pub mod table;
 
-pub use error::Error;
+pub use table::Error;

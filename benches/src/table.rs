@@ -7,10 +7,39 @@
 
 mod figures;
 
-use crate::{Error, load::Outcome};
 use figures::figures;
 use serde::{Deserialize, Serialize};
-use std::{collections::BTreeSet, fmt::Write as _, path::Path};
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+use tidegate_tools::load::Outcome;
+
+/// Why a results file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not a record `wsbench` wrote.
+    #[error("{path}:{line}: {source}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
 
 /// One measured result with where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,10 +13,20 @@ use std::time::Duration;
 /// assert_eq!(tidegate_common::duration::parse("1m 30s").unwrap(), Duration::from_secs(90));
 /// assert!(tidegate_common::duration::parse("soon").is_err());
 /// ```
-pub fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("invalid duration {text:?}: {e} (expected e.g. \"500ms\", \"30s\", \"1h\")")
+pub fn parse(text: &str) -> Result<Duration, Error> {
+    humantime::parse_duration(text.trim()).map_err(|source| Error {
+        text: text.to_owned(),
+        source,
     })
+}
+
+/// A text that is not a duration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid duration {text:?}: {source} (expected e.g. \"500ms\", \"30s\", \"1h\")")]
+pub struct Error {
+    text: String,
+    #[source]
+    source: humantime::DurationError,
 }
 
 /// Formats a duration the way [`parse`] reads it back.

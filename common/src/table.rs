@@ -1,9 +1,24 @@
-//! The backend table and the routing rule: least live + pending among eligible backends under
-//! their cap, ties broken at random.
+//! The backend table: every backend with its exact counts.
+//!
+//! - [`route`]: the routing rule — least live + pending among eligible backends under their
+//!   cap, ties at random — and taking a slot;
+//! - [`reservation`]: the count invariant, held by the guards a route hands out;
+//! - [`queue`]: waiting for a slot, FIFO with a deadline, when every backend is full;
+//! - [`backend`]: one backend's counters and state.
 //!
 //! Routing reads an immutable snapshot (`ArcSwap<Vec<Arc<Backend>>>`) without locks; discovery
 //! replaces the snapshot under a mutex. A backend that leaves discovery stays in the table as
 //! [`BackendState::Removed`] — still counted, never routed to — until its last connection closes.
+//!
+//! A table [`BackendTable::shared`] with peers admits on each backend only up to this replica's
+//! share of its cap ([`crate::share`]); a new backend starts with no share until the exchange
+//! gives it one. An unshared table (no peers) admits up to the cap, as a lone replica should.
+
+pub mod backend;
+pub mod queue;
+pub mod reservation;
+pub mod route;
+mod slots;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,9 +27,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::backend::{Backend, BackendState, InflightRequest, Reservation};
 use crate::load::{BackendLoad, LoadSnapshot};
-use crate::slots::SlotSignal;
+use crate::share::{Local, Slots};
+use backend::{Backend, BackendState, UNSHARED};
+use route::eligible_tier;
+use slots::SlotSignal;
+
+pub use route::NoSlot;
 
 /// What discovery says about one backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,17 +46,6 @@ pub struct BackendSpec {
     pub state: BackendState,
 }
 
-/// Why no slot could be had.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NoSlot {
-    /// No backend takes new connections at all.
-    #[error("no eligible backend")]
-    NoBackends,
-    /// Every eligible backend is at its capacity.
-    #[error("every eligible backend is at capacity")]
-    Full,
-}
-
 /// The table of backends with their exact counts. Cheap to share as `Arc<BackendTable>`.
 #[derive(Debug)]
 pub struct BackendTable {
@@ -45,6 +53,8 @@ pub struct BackendTable {
     writer: Mutex<()>,
     slots: Arc<SlotSignal>,
     epoch: Instant,
+    /// Whether caps are shared with peers (new backends then start with a share of 0).
+    shared: bool,
 }
 
 impl Default for BackendTable {
@@ -54,14 +64,29 @@ impl Default for BackendTable {
 }
 
 impl BackendTable {
-    /// An empty table.
+    /// An empty table that admits up to each backend's cap.
     pub fn new() -> Self {
         Self {
             backends: ArcSwap::from_pointee(Vec::new()),
             writer: Mutex::new(()),
             slots: Arc::default(),
             epoch: Instant::now(),
+            shared: false,
         }
+    }
+
+    /// An empty table whose caps are shared with peers: each backend admits up to this
+    /// replica's share, which starts at 0 and is set through [`Slots`].
+    pub fn shared() -> Self {
+        Self {
+            shared: true,
+            ..Self::new()
+        }
+    }
+
+    /// Whether caps are shared with peers.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The backends now in the table, removed-but-not-empty ones included.
@@ -92,21 +117,22 @@ impl BackendTable {
             specs.into_iter().map(|s| (s.address, s)).collect();
         let mut next = Vec::with_capacity(wanted.len());
         for backend in self.backends.load().iter() {
-            match wanted.remove(&backend.address()) {
-                Some(spec) => {
-                    backend.set_capacity(spec.capacity);
-                    backend.set_state(spec.state);
-                    next.push(Arc::clone(backend));
-                }
-                None if backend.occupied() > 0 || backend.inflight_requests() > 0 => {
-                    backend.set_state(BackendState::Removed);
-                    next.push(Arc::clone(backend));
-                }
-                None => backend.set_state(BackendState::Removed),
+            if let Some(spec) = wanted.remove(&backend.address()) {
+                backend.set_capacity(spec.capacity);
+                backend.set_state(spec.state);
+                next.push(Arc::clone(backend));
+                continue;
+            }
+            // State first, then the counts: a route racing with this either sees `Removed` and
+            // gives its slot back, or its slot is seen here and the backend stays, counted.
+            backend.set_state(BackendState::Removed);
+            if backend.occupied() > 0 || backend.inflight_requests() > 0 {
+                next.push(Arc::clone(backend));
             }
         }
         let mut added: Vec<_> = wanted.into_values().collect();
         added.sort_by_key(|s| s.address);
+        let share = if self.shared { 0 } else { UNSHARED };
         for spec in added {
             let slots = Arc::clone(&self.slots);
             next.push(Arc::new(Backend::new(
@@ -114,6 +140,7 @@ impl BackendTable {
                 spec.capacity,
                 spec.state,
                 slots,
+                share,
             )));
         }
         self.backends.store(Arc::new(next));
@@ -156,35 +183,23 @@ impl BackendTable {
         backend.ejected_until_ms() > self.millis(now)
     }
 
-    /// Takes a slot on the least-occupied eligible backend under its cap, skipping `exclude`.
-    pub fn try_reserve(&self, now: Instant, exclude: &[SocketAddr]) -> Result<Reservation, NoSlot> {
-        let backends = self.backends.load();
-        // A candidate can fill up between choosing and taking; a few rounds settle it.
-        for _ in 0..8 {
-            let pick = self.pick(&backends, now, exclude, Load::WebSocket)?;
-            if let Some(r) = Reservation::try_new(pick) {
-                return Ok(r);
-            }
-        }
-        Err(NoSlot::Full)
-    }
-
-    /// Picks the least-loaded eligible backend for a plain HTTP request (caps do not apply:
-    /// they limit WebSockets) and counts the request until the guard drops.
-    pub fn route_request(&self, now: Instant, exclude: &[SocketAddr]) -> Option<InflightRequest> {
-        let backends = self.backends.load();
-        let pick = self.pick(&backends, now, exclude, Load::Request).ok()?;
-        Some(InflightRequest::new(pick))
-    }
-
-    /// Total free slots on backends that take new connections.
+    /// Total free slots this replica may fill on backends that take new connections.
     pub fn free_slots(&self, now: Instant) -> u64 {
         self.backends
             .load()
             .iter()
             .filter(|b| eligible_tier(b).is_some() && !self.is_ejected(b, now))
-            .map(|b| u64::from(b.capacity().saturating_sub(b.occupied())))
+            .map(|b| u64::from(b.limit().saturating_sub(b.occupied())))
             .sum()
+    }
+
+    /// Sets every backend's peer counts (live, pending) from `counts`; backends it does not
+    /// list get zero.
+    pub fn set_peer_counts(&self, counts: impl Fn(SocketAddr) -> (u32, u32)) {
+        for b in self.backends.load().iter() {
+            let (live, pending) = counts(b.address());
+            b.set_peer_counts(live, pending);
+        }
     }
 
     /// Whether any backend takes new connections now (what `/readyz` reports).
@@ -204,6 +219,9 @@ impl BackendTable {
                 address: b.address(),
                 live: b.live(),
                 pending: b.pending(),
+                cluster_live: b.live().saturating_add(b.peer_live()),
+                cluster_occupied: b.occupied().saturating_add(b.peer_occupied()),
+                share: (b.share() != UNSHARED).then(|| b.share()),
                 capacity: b.capacity(),
                 inflight_requests: b.inflight_requests(),
                 state: b.state(),
@@ -216,82 +234,32 @@ impl BackendTable {
         }
     }
 
-    /// The least-loaded backend with room, ties at random, among the preferred group: ready
-    /// backends if any is left, else terminating ones. Ejected backends are skipped unless
-    /// every candidate is ejected (refusing everyone would be worse than trying one: the panic
-    /// mode of Envoy's outlier detection).
-    fn pick<'a>(
-        &self,
-        backends: &'a [Arc<Backend>],
-        now: Instant,
-        exclude: &[SocketAddr],
-        load: Load,
-    ) -> Result<&'a Arc<Backend>, NoSlot> {
-        let now_ms = self.millis(now);
-        let candidates = || {
-            backends
-                .iter()
-                .filter_map(|b| Some((b, eligible_tier(b)?)))
-                .filter(|(b, _)| !exclude.contains(&b.address()))
-        };
-        let healthy_tier = candidates()
-            .filter(|(b, _)| b.ejected_until_ms() <= now_ms)
-            .map(|c| c.1)
-            .min();
-        let (tier, allow_ejected) = match healthy_tier {
-            Some(tier) => (tier, false),
-            None => (
-                candidates().map(|c| c.1).min().ok_or(NoSlot::NoBackends)?,
-                true,
-            ),
-        };
-        let mut best: Option<(&Arc<Backend>, u32)> = None;
-        let mut ties = 0u32;
-        for (b, _) in candidates()
-            .filter(|&(b, t)| t == tier && (allow_ejected || b.ejected_until_ms() <= now_ms))
-        {
-            let occupied = b.occupied();
-            let weight = match load {
-                Load::WebSocket if occupied >= b.capacity() => continue,
-                Load::WebSocket => occupied,
-                Load::Request => occupied.saturating_add(b.inflight_requests()),
-            };
-            match best {
-                Some((_, w)) if weight > w => {}
-                Some((_, w)) if weight == w => {
-                    ties += 1;
-                    if fastrand::u32(0..=ties) == 0 {
-                        best = Some((b, weight));
-                    }
-                }
-                _ => {
-                    best = Some((b, weight));
-                    ties = 0;
-                }
-            }
-        }
-        best.map(|(b, _)| b).ok_or(NoSlot::Full)
-    }
-
-    fn millis(&self, t: Instant) -> u64 {
+    pub(crate) fn millis(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 }
 
-/// What a routing decision is for: a WebSocket (limited by the cap, weighed by live + pending)
-/// or a plain request (no cap, weighed by everything in flight).
-#[derive(Clone, Copy)]
-enum Load {
-    WebSocket,
-    Request,
-}
+/// The shares of a shared table, for the exchange's state machine.
+impl Slots for &BackendTable {
+    fn backends(&self) -> Vec<Local> {
+        let local = |b: &Arc<Backend>| Local {
+            address: b.address(),
+            capacity: b.capacity(),
+            state: b.state(),
+            live: b.live(),
+            pending: b.pending(),
+            share: b.share(),
+        };
+        self.backends.load().iter().map(local).collect()
+    }
 
-/// Routing preference: 0 = ready, 1 = terminating (used only when no ready backend is left),
-/// `None` = takes no new connections.
-fn eligible_tier(b: &Backend) -> Option<u8> {
-    match b.state() {
-        BackendState::Ready => Some(0),
-        BackendState::Terminating => Some(1),
-        BackendState::Draining | BackendState::Removed => None,
+    fn raise(&mut self, backend: SocketAddr, by: u32) {
+        if let Some(b) = self.get(backend) {
+            b.raise_share(by);
+        }
+    }
+
+    fn lower(&mut self, backend: SocketAddr, by: u32) -> u32 {
+        self.get(backend).map_or(0, |b| b.lower_share(by))
     }
 }

@@ -15,16 +15,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// A log format name other than `text` or `json`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log format {0:?} (expected text or json)")]
+pub struct UnknownFormat(String);
+
 impl std::str::FromStr for LogFormat {
-    type Err = String;
+    type Err = UnknownFormat;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            other => Err(format!(
-                "unknown log format {other:?} (expected text or json)"
-            )),
+            other => Err(UnknownFormat(other.to_owned())),
         }
     }
 }

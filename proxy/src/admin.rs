@@ -1,23 +1,33 @@
 //! The admin listener: `/` (the status page), `/metrics` (Prometheus text), `/healthz` (process
-//! up), `/readyz` (at least one backend takes new connections), `/api/v1/state` (JSON counts and
-//! the scaler's view) and `/api/v1/history` (the last ten minutes, one sample a second).
+//! up), `/readyz` (at least one backend takes new connections, and no drain has started),
+//! `/api/v1/state` ([`state`]: JSON counts, the cluster view and the scaler's view),
+//! `/api/v1/history` ([`history`]: the last ten minutes, one sample a second), and, with peers,
+//! `POST /api/v1/peer/sync` ([`crate::peers::exchange`]).
 //!
-//! Answers are small and built from the backend table at request time; each connection carries
-//! one request and is closed, so a stuck scraper cannot hold anything.
+//! Answers are small and built at request time; each connection carries one request and is
+//! closed, and writing the answer is bounded in time, so a stuck scraper cannot hold anything.
+//! With peers, the listener keeps serving through a graceful shutdown until this replica has
+//! left the exchange.
+
+pub mod history;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use serde::Serialize;
-use tidegate_common::BackendLoad;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use prometheus::Registry;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tracing::error;
 
-use crate::head;
-use crate::respond;
-use crate::scale::StatusView;
-use crate::shared::Shared;
+use crate::dataplane::listener::{self, Bound};
+use crate::dataplane::{Proxy, head, respond};
+use crate::peers::{Peers, exchange};
+use crate::scaling::Status;
+use history::History;
 
 /// The status page: one self-contained file (no CDN), polling the JSON endpoints every second.
 const STATUS_PAGE: &str = include_str!("admin/status.html");
@@ -25,55 +35,66 @@ const STATUS_PAGE: &str = include_str!("admin/status.html");
 /// Largest admin request head.
 const MAX_HEAD: usize = 8 * 1024;
 
-/// The body of `/api/v1/state`.
-#[derive(Debug, Serialize)]
-pub struct State {
-    /// Every backend in the table, removed-but-not-empty ones included.
-    pub backends: Vec<BackendLoad>,
-    /// Sums over all backends.
-    pub totals: Totals,
-    /// The scaler's view, when a scaler runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scaler: Option<StatusView>,
+/// What the admin endpoints read.
+pub struct Admin {
+    /// The data plane: the table, the config, the refusals.
+    pub proxy: Arc<Proxy>,
+    /// Every component's metrics.
+    pub registry: Registry,
+    /// The scaler's status, when a scaler runs here.
+    pub scaler: Option<Arc<Status>>,
+    /// The last ten minutes.
+    pub history: Arc<History>,
+    /// The peer exchange, when peers are configured.
+    pub peers: Option<Arc<Peers>>,
 }
 
-/// Sums in `/api/v1/state`.
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    /// Live WebSockets.
-    pub live: u64,
-    /// Upgrades routed and waiting for the backend's 101.
-    pub pending: u64,
-    /// Upgrades refused with 503 since start.
-    pub rejected: u64,
-    /// Upgrades waiting in the queue now.
-    pub waiting: usize,
-    /// Capacity of the backends that take new connections.
-    pub capacity: u64,
+/// The admin listener as a pingora background service.
+pub struct Listener {
+    admin: Arc<Admin>,
+    listener: Bound,
 }
 
-/// The state as `/api/v1/state` reports it.
-pub fn state(shared: &Shared) -> State {
-    let load = shared.table.load_snapshot(Instant::now());
-    let totals = Totals {
-        live: load.total_live(),
-        pending: load.total_pending(),
-        rejected: shared.metrics.rejected_total(),
-        waiting: load.waiting,
-        capacity: load.routable_capacity(),
-    };
-    State {
-        backends: load.backends,
-        totals,
-        scaler: shared.scaler.view(),
+impl Listener {
+    /// A service that will serve `admin` on `listener` once the server runs.
+    pub fn new(admin: Arc<Admin>, listener: std::net::TcpListener) -> Self {
+        Self {
+            admin,
+            listener: Bound::new(listener),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Listener {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(listener) = self.listener.take() else {
+            return error!("admin listener unavailable");
+        };
+        let errors = self.admin.proxy.metrics.accept_errors.clone();
+        // Peers push here until this replica has left the exchange, shutdown or not.
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let peers = self.admin.peers.clone();
+        let until = tokio::spawn(async move {
+            let _ = shutdown.changed().await;
+            if let Some(p) = peers {
+                p.wait_left().await;
+            }
+            let _ = stop.send(true);
+        });
+        listener::accept_loop(listener, "admin", &errors, &mut stopped, |stream, peer| {
+            drop(tokio::spawn(serve(Arc::clone(&self.admin), stream, peer)));
+        })
+        .await;
+        until.abort();
     }
 }
 
 /// Serves one admin connection.
-pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, _peer: SocketAddr) {
-    let timeout = shared.config.load().request_header_timeout;
-    let info = match head::read_request(&mut stream, MAX_HEAD, timeout).await {
-        Ok((_, info)) => info,
+pub async fn serve(admin: Arc<Admin>, mut stream: TcpStream, peer: SocketAddr) {
+    let timeout = admin.proxy.config.load().request_header_timeout;
+    let (head, request) = match head::read_request(&mut stream, MAX_HEAD, timeout).await {
+        Ok(read) => read,
         Err(e) => {
             if let Some((code, reason)) = e.status() {
                 respond::simple(&mut stream, code, reason, &[], &format!("{e}\n")).await;
@@ -81,57 +102,48 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, _peer: SocketAddr
             return;
         }
     };
-    let path = info.target.split('?').next().unwrap_or_default();
-    if info.method != "GET" && info.method != "HEAD" {
-        return respond::simple(
-            &mut stream,
-            405,
-            "Method Not Allowed",
-            &[("Allow", "GET, HEAD".into())],
-            "only GET\n",
-        )
-        .await;
+    let path = request.target.split('?').next().unwrap_or_default();
+    if let (exchange::PATH, "POST", Some(peers)) = (path, request.method.as_str(), &admin.peers) {
+        return exchange::serve(peers, stream, head, peer, timeout).await;
     }
-    let (status, content_type, body) = route(&shared, path);
-    let head_only = info.method == "HEAD";
+    if request.method != "GET" && request.method != "HEAD" {
+        let allow = [("Allow", "GET, HEAD".to_owned())];
+        let (code, reason) = (405, "Method Not Allowed");
+        return respond::simple(&mut stream, code, reason, &allow, "only GET\n").await;
+    }
+    let (status, content_type, body) = admin.route(path);
+    let head_only = request.method == "HEAD";
     write(&mut stream, status, content_type, &body, head_only).await;
 }
 
-fn route(shared: &Shared, path: &str) -> (u16, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    const JSON: &str = "application/json";
-    match path {
-        "/metrics" => {
-            let load = shared.table.load_snapshot(Instant::now());
-            (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                shared.metrics.render(&load),
-            )
-        }
-        "/" | "/index.html" => (200, "text/html; charset=utf-8", STATUS_PAGE.to_owned()),
-        "/healthz" => (200, TEXT, "ok\n".into()),
-        "/readyz" if shared.table.has_eligible() => (200, TEXT, "ready\n".into()),
-        "/readyz" => (503, TEXT, "no backend takes new connections\n".into()),
-        "/api/v1/history" => {
-            let history = shared.scaler.history();
-            (
+impl Admin {
+    fn route(&self, path: &str) -> (u16, &'static str, String) {
+        const TEXT: &str = "text/plain; charset=utf-8";
+        const JSON: &str = "application/json";
+        const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+        let json = |v: Result<String, serde_json::Error>| {
+            v.unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        };
+        match path {
+            "/metrics" => (200, PROMETHEUS, crate::metrics::render(&self.registry)),
+            "/" | "/index.html" => (200, "text/html; charset=utf-8", STATUS_PAGE.to_owned()),
+            "/healthz" => (200, TEXT, "ok\n".into()),
+            "/readyz" if self.proxy.drain.is_draining() => (503, TEXT, "shutting down\n".into()),
+            "/readyz" if self.proxy.table.has_eligible() => (200, TEXT, "ready\n".into()),
+            "/readyz" => (503, TEXT, "no backend takes new connections\n".into()),
+            "/api/v1/history" => (
                 200,
                 JSON,
-                serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()),
-            )
+                json(serde_json::to_string(&self.history.samples())),
+            ),
+            "/api/v1/state" => (200, JSON, json(serde_json::to_string(&self.state()))),
+            _ => (
+                404,
+                TEXT,
+                "not found: try /, /metrics, /healthz, /readyz, /api/v1/state, /api/v1/history\n"
+                    .into(),
+            ),
         }
-        "/api/v1/state" => {
-            let body = serde_json::to_string(&state(shared))
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-            (200, JSON, body)
-        }
-        _ => (
-            404,
-            TEXT,
-            "not found: try /, /metrics, /healthz, /readyz, /api/v1/state, /api/v1/history\n"
-                .into(),
-        ),
     }
 }
 
@@ -151,27 +163,13 @@ async fn write(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    if !head_only {
-        let _ = stream.write_all(body.as_bytes()).await;
-    }
-    let _ = stream.shutdown().await;
-}
-
-/// Samples the counts once a second for `/api/v1/history` (what the status page draws).
-pub struct HistoryService(pub Arc<Shared>);
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for HistoryService {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let load = self.0.table.load_snapshot(Instant::now());
-            self.0.scaler.sample(&load, self.0.metrics.rejected_total());
+    // A scraper that stops reading must not hold the connection (and its task) forever.
+    let _ = tokio::time::timeout(respond::WRITE_TIMEOUT, async {
+        stream.write_all(head.as_bytes()).await?;
+        if !head_only {
+            stream.write_all(body.as_bytes()).await?;
         }
-    }
+        stream.shutdown().await
+    })
+    .await;
 }

@@ -1,13 +1,20 @@
-//! The `tidegate` command line. Every flag says what it does and its default.
+//! The `tidegate` command line: its subcommands and flags (each says what it does and its
+//! default), and [`run`], which carries one out.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use tidegate_common::telemetry::LogFormat;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
-use crate::config::{Config, ConfigError, StaticBackend};
+use clap::{Args, Parser, Subcommand};
+use tidegate_common::telemetry::{self, LogFormat};
+use tidegate_tools::load::{Endpoint, Population, Profile, population};
+
+use crate::config::{self, Config, StaticBackend};
+use crate::demo::Demo;
+use crate::server::App;
 
 /// tidegate: a WebSocket-aware edge proxy that counts live connections per backend exactly,
 /// routes each new one to the least-loaded backend under its cap, and scales the backends.
@@ -73,12 +80,16 @@ pub struct DemoArgs {
     /// Admin listener address (the status page is at /).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
+    /// Edges (proxy replicas) sharing the pool as one cluster, on consecutive ports from
+    /// --listen and --admin-listen; the load is spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub edges: u16,
 }
 
 impl DemoArgs {
-    /// The demo's plan.
-    pub fn plan(&self) -> crate::demo::DemoPlan {
-        crate::demo::DemoPlan {
+    /// The demo these flags ask for.
+    pub fn demo(&self) -> Demo {
+        Demo {
             listen: self.listen,
             admin_listen: self.admin_listen,
             load: self.load.clone(),
@@ -88,6 +99,7 @@ impl DemoArgs {
             capacity: self.max_connections_per_backend,
             boot_delay: self.boot_delay,
             max_replicas: self.max_replicas,
+            edges: self.edges,
         }
     }
 }
@@ -146,13 +158,13 @@ pub struct ProxyArgs {
     pub log_format: Option<LogFormat>,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, tidegate_common::duration::Error> {
     tidegate_common::duration::parse(text)
 }
 
 impl ProxyArgs {
     /// The config file (or the defaults) with the flags applied, validated.
-    pub fn resolve(&self) -> Result<Config, ConfigError> {
+    pub fn resolve(&self) -> Result<Config, config::Error> {
         let mut config = match &self.config {
             Some(path) => crate::config::load_file(path)?,
             None => Config::default(),
@@ -191,4 +203,74 @@ impl ProxyArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Carries out one command line; errors are printed as `tidegate: …` with exit status 1.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Proxy(args) => proxy(args),
+        Command::CheckConfig { file } => config::load_file(&file)
+            .map(|_| println!("{}: ok", file.display()))
+            .map_err(anyhow::Error::from),
+        Command::EchoBackend { listen } => {
+            telemetry::init(LogFormat::Text);
+            tidegate_tools::echo::run_blocking(listen).map_err(anyhow::Error::from)
+        }
+        Command::Demo(args) => {
+            // The load lines and the scaler's decisions; the rest at RUST_LOG=info if wanted.
+            telemetry::init_with_default(LogFormat::Text, "warn,tidegate_proxy::scaling=info");
+            args.demo().run()
+        }
+        Command::Loadgen(args) => loadgen(&args),
+        Command::Simulate(args) => tidegate_scaler::sim::cli::run(&args)
+            .map(|table| println!("{table}"))
+            .map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tidegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tidegate proxy`: builds the proxy from the config and flags, watches the config file, and
+/// runs until a signal.
+fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    telemetry::init(config.log_format);
+    let mut app = App::build(config)?;
+    if let Some(path) = args.config.clone() {
+        app.watch_config(path, Box::new(move || args.resolve()))?;
+    }
+    tracing::info!(traffic = %app.traffic_addr, admin = %app.admin_addr, "tidegate proxy starting");
+    app.run();
+    Ok(())
+}
+
+/// `tidegate loadgen`: runs a client population in the foreground until its duration or Ctrl-C.
+fn loadgen(args: &LoadgenArgs) -> anyhow::Result<()> {
+    let plan = population::Plan {
+        target: Endpoint::parse(&args.url)?,
+        profile: Profile::parse(&args.profile, args.peak)?,
+        period: args.period,
+        duration: args.duration,
+        report: true,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let stop = tidegate_tools::signals::terminated();
+    let c = runtime.block_on(Population::new(plan).run(stop));
+    let get = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+    println!(
+        "done: peak {} open, {} refused, {} failed, {} dropped",
+        get(&c.peak),
+        get(&c.refused),
+        get(&c.failed),
+        get(&c.dropped)
+    );
+    Ok(())
 }

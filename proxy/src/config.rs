@@ -15,6 +15,8 @@
 mod backends;
 mod kubernetes;
 mod load;
+mod network;
+mod peers;
 mod scaler;
 
 use std::net::SocketAddr;
@@ -29,7 +31,14 @@ pub use kubernetes::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_PERIOD, DeploymentRef, KubeClientConfig,
     KubernetesBackends, LeaderElection, PortRef,
 };
-pub use load::{ConfigError, load_file, parse};
+pub use load::{Error, MAX_CONFIG_BYTES, load_file, parse};
+pub use network::{
+    Cidr, DEFAULT_KEEPALIVE_COUNT, DEFAULT_KEEPALIVE_IDLE, DEFAULT_KEEPALIVE_INTERVAL, Keepalive,
+    ProxyProtocol, SendProxyProtocol, TcpKeepalive,
+};
+pub use peers::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_PEER_TIMEOUT, DEFAULT_SYNC_INTERVAL, KubernetesPeers, Peers,
+};
 pub use scaler::ScalerSection;
 
 /// Default traffic listener. Loopback: a cluster deployment sets `0.0.0.0:8080`.
@@ -58,10 +67,16 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
 /// Default time a backend has to answer an upgrade.
 pub const DEFAULT_UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default grace period on shutdown before remaining connections are cut.
+/// Default grace period on shutdown (after `shutdown_delay`) before what is open is cut.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
-/// Default time the runtimes get to stop after the grace period.
+/// Default time the components get to stop after the drain.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+// The drain (`docs/architecture.md`, "A drain that closes WebSockets properly").
+/// Default time the traffic listener keeps accepting after SIGTERM (with `/readyz` at 503).
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+/// Default time a WebSocket the proxy closes gets to end its frame in flight and to answer.
+pub const DEFAULT_WEBSOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The whole proxy configuration. Every field has a default; see the constants above.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,14 +122,42 @@ pub struct Config {
     pub upstream_handshake_timeout: Duration,
     /// Worker threads of the traffic listener. Default 1.
     pub threads: usize,
-    /// On SIGTERM: how long open connections may finish before they are cut. Default `30s`.
+    /// On SIGTERM, once `shutdown_delay` is over: how long open connections get. WebSockets
+    /// are closed with a 1001 close frame spread over its first half; what is still open at
+    /// its end is cut. The process exits as soon as nothing is open. Default `30s`.
     #[serde(with = "duration")]
     pub grace_period: Duration,
-    /// After the grace period: how long the runtimes get to stop. Default `5s`.
+    /// After the drain: how long the components get to stop (a leader releases its Lease,
+    /// local backends are stopped). Default `5s`.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
+    // The drain's fields.
+    /// On SIGTERM: how long the traffic listener keeps accepting, with `/readyz` answering 503
+    /// so that load balancers stop sending; `grace_period` starts when it ends. Default `5s`.
+    #[serde(with = "duration")]
+    pub shutdown_delay: Duration,
+    /// When the proxy closes a WebSocket (shutdown, or a drained backend's `drain_grace` ran
+    /// out): how long the frame in flight has to end and the peers have to answer the close
+    /// frame before the connection is cut. Default `5s`.
+    #[serde(with = "duration")]
+    pub websocket_close_timeout: Duration,
     /// Log lines as `text` (default) or `json`. The level comes from `RUST_LOG` (default info).
     pub log_format: LogFormat,
+    /// Tell backends who the client is: `X-Forwarded-For` (the client address, appended to the
+    /// chain a trusted proxy sent) and `X-Forwarded-Proto`; client-sent `X-Forwarded-For`,
+    /// `X-Real-IP`, `Forwarded` and `X-Forwarded-Proto` are dropped unless the client is in
+    /// `trusted_proxies`. `false` passes those headers through untouched. Default `true`.
+    pub forwarded_headers: bool,
+    /// Address blocks (`10.0.0.0/8`, `2001:db8::/32`, or one address) whose forwarding headers
+    /// are believed and extended rather than dropped. Default: none.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Whether connections to the traffic listener start with a PROXY header (`off`, `v1`,
+    /// `v2`, `any`); when on, the header is required, read within `request_header_timeout`,
+    /// and its source address is the client's. Default `off`.
+    pub proxy_protocol: ProxyProtocol,
+    /// TCP keepalive on the client and backend sockets of every proxied connection: `off`, or
+    /// `{idle, interval, count}`. Default `{idle: 60s, interval: 10s, count: 6}`.
+    pub tcp_keepalive: Keepalive,
     /// Relay upgraded WebSockets with tidegate's own buffer-free relay (`true`, default) or
     /// hand them to pingora's tunnel like any request (`false`: ~60 KB per idle WebSocket;
     /// kept for comparison and as a fallback). Counting and routing are the same either way.
@@ -127,6 +170,9 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Kubernetes credentials. Default: `$KUBECONFIG`, `~/.kube/config` or the service account.
     pub kube_client: Option<KubeClientConfig>,
+    /// The other replicas of this edge: counts, caps, demand and drain marks are shared with
+    /// them. Default: off (this replica counts and caps alone).
+    pub peers: Option<Peers>,
 }
 
 impl Default for Config {
@@ -149,11 +195,18 @@ impl Default for Config {
             threads: 1,
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
+            websocket_close_timeout: DEFAULT_WEBSOCKET_CLOSE_TIMEOUT,
             log_format: LogFormat::Text,
+            forwarded_headers: true,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: ProxyProtocol::Off,
+            tcp_keepalive: Keepalive::default(),
             websocket_fast_path: true,
             scaler: None,
             leader_election: None,
             kube_client: None,
+            peers: None,
         }
     }
 }
@@ -165,9 +218,9 @@ fn parse_default(addr: &str) -> SocketAddr {
 
 impl Config {
     /// Cross-field rules, checked once before a config is used. Each error names the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), Error> {
         let invalid =
-            |field: &'static str, expected: String| Err(ConfigError::Invalid { field, expected });
+            |field: &'static str, expected: String| Err(Error::Invalid { field, expected });
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return invalid(
                 "admin_listen",
@@ -193,6 +246,7 @@ impl Config {
             ("connect_timeout", self.connect_timeout),
             ("websocket_idle_timeout", self.websocket_idle_timeout),
             ("request_header_timeout", self.request_header_timeout),
+            ("websocket_close_timeout", self.websocket_close_timeout),
             (
                 "upstream_handshake_timeout",
                 self.upstream_handshake_timeout,
@@ -202,8 +256,34 @@ impl Config {
                 return invalid(field, "a duration above zero".into());
             }
         }
+        if let Some(k) = self.tcp_keepalive.0 {
+            let secs = |d: Duration| (1..=32767).contains(&d.as_secs()) && d.subsec_nanos() == 0;
+            if !secs(k.idle) || !secs(k.interval) {
+                return invalid(
+                    "tcp_keepalive",
+                    "idle and interval in whole seconds between 1s and 32767s".into(),
+                );
+            }
+            if !(1..=127).contains(&k.count) {
+                return invalid("tcp_keepalive.count", "between 1 and 127".into());
+            }
+        }
         self.backends.validate()?;
         self.validate_kube()?;
+        if let Some(peers) = &self.peers {
+            peers.validate()?;
+        }
+        if self.backends.from_peers {
+            let alone = self.backends.static_.is_empty()
+                && self.backends.local.is_none()
+                && self.backends.kubernetes.is_none();
+            if self.peers.is_none() || !alone {
+                return invalid(
+                    "backends.from_peers",
+                    "a peers section and no other backend source".into(),
+                );
+            }
+        }
         if let Some(scaler) = &self.scaler {
             let kube = self.backends.kubernetes.is_some() && scaler.deployment.is_some();
             if self.backends.local.is_none() && !kube {
@@ -246,8 +326,14 @@ mod tests {
         assert_eq!(c.queue_timeout, Duration::ZERO);
         assert_eq!(c.retry_after_secs(), 3);
         assert_eq!(c.log_format, LogFormat::Json);
-        let caps: Vec<_> = c.backend_specs().iter().map(|s| s.capacity).collect();
-        assert_eq!(caps, vec![10, 5]);
+        assert_eq!(c.max_connections_per_backend, 10);
+        let caps: Vec<_> = c
+            .backends
+            .static_
+            .iter()
+            .map(|b| b.max_connections)
+            .collect();
+        assert_eq!(caps, vec![None, Some(5)]);
     }
 
     #[test]

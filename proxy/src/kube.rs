@@ -1,29 +1,18 @@
-//! Kubernetes mode: backends from a Service's EndpointSlices, the scaler driving a Deployment,
-//! and a Lease so that only one proxy replica scales.
+//! The Kubernetes client shared by discovery ([`crate::discovery::kube`]), the Deployment
+//! target ([`crate::target::deployment`]) and leader election ([`crate::leader`]): how
+//! credentials are found, and what can go wrong talking to the API server.
 //!
-//! Where to start:
-//! - [`discovery`] watches the EndpointSlices and keeps the backend table in step (ready,
-//!   terminating, draining), remembering which pod stands behind each address.
-//! - [`deployment`] is the [`ScaleTarget`](crate::scale::ScaleTarget) for a Deployment: it turns
-//!   the newest decision into a drain-first plan (drain the emptiest pods, mark the ones to remove
-//!   with a low `pod-deletion-cost`, then patch `spec.replicas` through the `scale` subresource),
-//!   with retries ([`writer`]) and an Event per scale ([`events`]).
-//! - [`leader`] is the Lease state machine (pure, time passed in) and the loop around it.
-//! - [`Wiring`] adds all of it to the pingora server as background services.
+//! Every service builds its own [`Client`] inside its `start()`, on the runtime that uses it (a
+//! client built before `server.run` dies with the runtime that built it).
 //!
-//! Every service builds its own [`kube::Client`] inside its `start()`, on the runtime that uses
-//! it (a client built before `server.run` dies with the runtime that built it).
-
-pub mod deployment;
-pub mod discovery;
-pub mod events;
-pub mod leader;
-mod wiring;
-pub mod writer;
+//! Every call that is not a watch runs under [`within`]: the client's own read timeout is
+//! minutes long (for watches), and a call that hangs must not keep a leader acting past its
+//! Lease (`docs/architecture.md`, "One edge across replicas").
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
+use std::future::Future;
 use std::time::Duration;
 
 use ::kube::Client;
@@ -32,14 +21,13 @@ use pingora::server::ShutdownWatch;
 use tracing::warn;
 
 use crate::config::KubeClientConfig;
-pub use wiring::{Parts, Service, Wiring};
 
 /// What went wrong talking to Kubernetes.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No credentials could be loaded (kubeconfig or service account).
     #[error("cannot load Kubernetes credentials: {0}")]
-    Credentials(String),
+    Credentials(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The API server answered with an error status.
     #[error("{what}: the API server answered {code}: {message}")]
     Api {
@@ -62,6 +50,33 @@ pub enum Error {
     /// The EndpointSlice watch failed (it is retried with backoff).
     #[error("EndpointSlice watch: {0}")]
     Watch(#[source] ::kube::runtime::watcher::Error),
+    /// The API server did not answer in time.
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        /// The call.
+        what: &'static str,
+        /// The time allowed.
+        after: Duration,
+    },
+}
+
+/// Longest one API call may take when no Lease bounds it tighter (no leader election).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the API call `what` with at most `timeout`; a client error is wrapped as
+/// [`Error::from_kube`], running out of time is [`Error::Timeout`].
+pub async fn within<T>(
+    timeout: Duration,
+    what: &'static str,
+    call: impl Future<Output = Result<T, ::kube::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(|e| Error::from_kube(what, e)),
+        Err(_) => Err(Error::Timeout {
+            what,
+            after: timeout,
+        }),
+    }
 }
 
 impl Error {
@@ -90,7 +105,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api { code, .. } => matches!(code, 409 | 429) || *code >= 500,
-            Self::Transport { .. } | Self::Watch(_) => true,
+            Self::Transport { .. } | Self::Watch(_) | Self::Timeout { .. } => true,
             Self::Credentials(_) => false,
         }
     }
@@ -107,6 +122,7 @@ impl Error {
             Self::Api { .. } => "rejected",
             Self::Transport { .. } => "transport",
             Self::Watch(_) => "watch",
+            Self::Timeout { .. } => "timeout",
         }
     }
 }
@@ -114,9 +130,11 @@ impl Error {
 /// Builds a client from `source`: its kubeconfig and context when given, else as `kubectl`
 /// does (`$KUBECONFIG`, `~/.kube/config`, then the pod's service account).
 pub async fn client(source: &KubeClientConfig) -> Result<Client, Error> {
-    let creds = |e: &dyn std::fmt::Display| Error::Credentials(e.to_string());
+    fn creds(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Credentials(Box::new(e))
+    }
     if source.kubeconfig.is_none() && source.context.is_none() {
-        return Client::try_default().await.map_err(|e| creds(&e));
+        return Client::try_default().await.map_err(creds);
     }
     let options = KubeConfigOptions {
         context: source.context.clone(),
@@ -124,13 +142,13 @@ pub async fn client(source: &KubeClientConfig) -> Result<Client, Error> {
     };
     let config = match &source.kubeconfig {
         Some(path) => {
-            let file = Kubeconfig::read_from(path).map_err(|e| creds(&e))?;
+            let file = Kubeconfig::read_from(path).map_err(creds)?;
             ::kube::Config::from_custom_kubeconfig(file, &options).await
         }
         None => ::kube::Config::from_kubeconfig(&options).await,
     }
-    .map_err(|e| creds(&e))?;
-    Client::try_from(config).map_err(|e| creds(&e))
+    .map_err(creds)?;
+    Client::try_from(config).map_err(creds)
 }
 
 /// Builds a client, retrying every few seconds until it works or shutdown is asked for (then
@@ -182,6 +200,7 @@ mod tests {
             assert_eq!(api(code).is_retryable(), retry, "{code}");
             assert_eq!(api(code).metric_label(), label);
         }
-        assert!(!Error::Credentials("x".into()).is_retryable());
+        let io = std::io::Error::other("no kubeconfig");
+        assert!(!Error::Credentials(Box::new(io)).is_retryable());
     }
 }

@@ -1,41 +1,41 @@
-//! tidegate's data plane: a WebSocket-aware edge proxy on pingora, and the `tidegate` binary's
-//! library.
+//! tidegate's proxy: the data plane, the control plane's I/O side, and the `tidegate` binary's
+//! library. `docs/architecture.md` tells the whole story; this is the map.
 //!
-//! Where to start:
-//! - [`server::prepare`] wires everything: two listeners and the side work (discovery, scaler,
-//!   config watch) run as pingora background services sharing pingora's shutdown.
-//! - [`listener`] reads each connection's first request head ([`head`]) and sends WebSocket
-//!   upgrades down the fast path in [`tunnel`] — reserve a slot, connect, pass the handshake,
-//!   promote on 101, relay with no idle buffers ([`relay`]) — and everything else to pingora's
-//!   HTTP proxy ([`http`]).
-//! - [`admin`] serves the status page, `/metrics` ([`metrics`]), `/healthz`, `/readyz`,
-//!   `/api/v1/state` and `/api/v1/history`.
-//! - [`scale`] is the live scaler loop and its [`scale::ScaleTarget`] seam; [`scale::local`]
-//!   the local process pool; [`kube`] Kubernetes mode: EndpointSlice discovery, the Deployment
-//!   target with drain-first actuation, and Lease leadership.
-//! - [`config`] is the YAML config and [`reload`] applies a changed file without dropping
-//!   connections.
-//! - Tools: [`echo`] (a WebSocket echo backend), [`loadgen`] (a client population following a
-//!   profile), [`demo`] (the whole loop on one machine), [`cli`] (the command line).
+//! The data flow, one room each:
+//! - [`dataplane`]: every client connection — accept, read the head, route with a reservation
+//!   under the cap, pass the handshake, relay with no idle buffers; plain HTTP through
+//!   pingora; the drain on SIGTERM that closes WebSockets with 1001. (The routing rule and the count invariant themselves live in
+//!   `tidegate_common::table`.)
+//! - [`discovery`]: where backends come from (static, local processes, Kubernetes
+//!   EndpointSlices), published through one [`discovery::Catalog`] into the backend table.
+//! - [`scaling`]: the scaler loop — observe the demand, let the pure policy of
+//!   `tidegate_scaler` decide, hand the decision to a target.
+//! - [`target`]: what the scaler actuates, behind [`target::ScaleTarget`]: a Deployment (the
+//!   Kubernetes writes), the local process pool, or a dry run.
+//! - [`leader`]: the Lease that lets one replica of several scale.
+//! - [`peers`]: the exchange that makes several replicas one edge — shared counts, caps held on
+//!   the sum (each replica admits within its share), the cluster's demand for the leader's
+//!   scaler, and the leader's drain marks applied everywhere.
+//! - [`admin`]: the status page, `/metrics`, `/healthz`, `/readyz`, the JSON API and the peer
+//!   exchange's endpoint.
 //!
-//! The exact counts themselves live in `tidegate_common::BackendTable`.
+//! Around them: [`config`] (the YAML, validated once) and [`reload`] (a changed file applied
+//! without dropping connections); [`kube`] (the Kubernetes client the three Kubernetes parts
+//! share); [`metrics`] (how components register their metrics); [`server`] (which components a
+//! config asks for, run as pingora services); [`cli`] and [`demo`] (the command line and the
+//! whole loop on one machine). The echo backend and the load generator are in `tidegate_tools`.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod dataplane;
 pub mod demo;
-pub mod echo;
-pub mod head;
-pub mod http;
+pub mod discovery;
 pub mod kube;
-pub mod listener;
-pub mod loadgen;
+pub mod leader;
 pub mod metrics;
-pub mod relay;
+pub mod peers;
 pub mod reload;
-pub mod respond;
-pub mod scale;
+pub mod scaling;
 pub mod server;
-pub mod shared;
-pub mod signals;
-pub mod tunnel;
+pub mod target;

@@ -7,8 +7,8 @@
 //! `..data` symlink, so the path resolves to a new file. An invalid file keeps the old snapshot,
 //! is logged with the parser's message and counted as `tidegate_config_reloads_total{result=
 //! "error"}`. Settings that cannot change in a running process (listen addresses, threads, the
-//! backend source, the scaler's presence) keep their old values and are reported as needing a
-//! restart.
+//! backend source, the scaler's presence, the peers section but for its `static` list) keep
+//! their old values and are reported as needing a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,43 +17,48 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use prometheus::IntCounterVec;
+use prometheus::{IntCounterVec, Registry};
 use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError};
-use crate::shared::Shared;
+use crate::config::{self, Config, Peers};
+use crate::dataplane::Proxy;
+use crate::discovery::{self, Catalog};
 
 const POLL: Duration = Duration::from_secs(1);
 
 /// Reads the config again (the file with any command-line overrides applied).
-pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+pub type Loader = Box<dyn Fn() -> Result<Config, config::Error> + Send + Sync>;
 
-/// Watches one config file and swaps the shared snapshot when it changes.
-pub struct ConfigWatch {
+/// Watches one config file and swaps the data plane's snapshot when it changes.
+pub struct Watch {
     path: PathBuf,
     load: Loader,
-    shared: Arc<Shared>,
+    proxy: Arc<Proxy>,
+    catalog: Arc<Catalog>,
     reloads: IntCounterVec,
 }
 
-impl ConfigWatch {
-    /// A watch on `path`; `load` re-reads it. Registers `tidegate_config_reloads_total`.
-    pub fn new(path: PathBuf, load: Loader, shared: Arc<Shared>) -> prometheus::Result<Self> {
-        let reloads = IntCounterVec::new(
-            prometheus::Opts::new(
-                "tidegate_config_reloads_total",
-                "Config reloads by result (ok, error, restart_needed).",
-            ),
+impl Watch {
+    /// A watch on `path`; `load` re-reads it. The new snapshot goes to `proxy`, new caps and
+    /// static backends to `catalog`. Registers `tidegate_config_reloads_total` in `registry`.
+    pub fn new(
+        path: PathBuf,
+        load: Loader,
+        proxy: Arc<Proxy>,
+        catalog: Arc<Catalog>,
+        registry: &Registry,
+    ) -> Result<Self, crate::metrics::Error> {
+        let reloads = crate::metrics::counter_vec(
+            registry,
+            "tidegate_config_reloads_total",
+            "Config reloads by result (ok, error, restart_needed).",
             &["result"],
         )?;
-        shared
-            .metrics
-            .registry()
-            .register(Box::new(reloads.clone()))?;
         Ok(Self {
             path,
             load,
-            shared,
+            proxy,
+            catalog,
             reloads,
         })
     }
@@ -68,13 +73,13 @@ impl ConfigWatch {
                 return "error";
             }
         };
-        let current = self.shared.config.load_full();
+        let current = self.proxy.config.load_full();
         let (next, frozen) = keep_frozen(&current, next);
         if next == *current && frozen.is_empty() {
             return "unchanged";
         }
         self.apply(&next);
-        self.shared.config.store(Arc::new(next));
+        self.proxy.config.store(Arc::new(next));
         self.reloads.with_label_values(&["ok"]).inc();
         if frozen.is_empty() {
             info!(path = %self.path.display(), "config reloaded");
@@ -88,12 +93,9 @@ impl ConfigWatch {
 
     /// Applies what lives outside the snapshot: backend caps and static backends.
     fn apply(&self, next: &Config) {
+        self.catalog.set_capacity(next.max_connections_per_backend);
         if next.backends.is_static() {
-            self.shared.table.set_backends(next.backend_specs());
-        } else {
-            self.shared
-                .table
-                .set_capacity_all(next.max_connections_per_backend);
+            self.catalog.replace(discovery::fixed::endpoints(next));
         }
     }
 
@@ -118,19 +120,34 @@ fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>
     keep!(listen, "listen");
     keep!(admin_listen, "admin_listen");
     keep!(threads, "threads");
-    keep!(grace_period, "grace_period");
-    keep!(shutdown_timeout, "shutdown_timeout");
     keep!(log_format, "log_format");
     keep!(backends.local, "backends.local");
     keep!(backends.kubernetes, "backends.kubernetes");
     keep!(scaler, "scaler");
     keep!(leader_election, "leader_election");
     keep!(kube_client, "kube_client");
+    keep!(backends.from_peers, "backends.from_peers");
+    // The static peer list changes live (the peers service reads it every sync); the rest of
+    // the section, and whether there is one, needs a restart.
+    let rest = |p: &Option<Peers>| {
+        p.clone().map(|p| Peers {
+            static_: Vec::new(),
+            ..p
+        })
+    };
+    if rest(&next.peers) != rest(&current.peers) {
+        frozen.push("peers");
+        let contacts = next.peers.as_ref().map(|p| p.static_.clone());
+        next.peers = current.peers.clone();
+        if let (Some(p), Some(contacts)) = (next.peers.as_mut(), contacts) {
+            p.static_ = contacts;
+        }
+    }
     (next, frozen)
 }
 
 #[async_trait]
-impl BackgroundService for ConfigWatch {
+impl BackgroundService for Watch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut seen = self.fingerprint();
         let mut ticks = tokio::time::interval(POLL);

@@ -1,52 +1,295 @@
-//! Wiring: bind the listeners, build the pingora `Server` with the listeners and side work as
-//! background services, and run it — in the foreground for the binary, or on a thread of its
-//! own with a handle for tests and the demo.
+//! Assembly: bind the listeners, build every component over one metrics registry, and run them
+//! as pingora background services — in the foreground for the binary ([`App::run`]), or on a
+//! thread of its own with a handle for tests and the demo ([`App::spawn`]).
+//!
+//! [`App::build`] is the one place that knows which components a config asks for: the data
+//! plane and the admin listener always; the fixed, local ([`local`]) or Kubernetes
+//! ([`kubernetes`]) backend source; the scaler with its target and, in a cluster, leader
+//! election; with `peers`, the peer exchange ([`peers`]), which the scaler then reads its
+//! demand from.
+
+mod kubernetes;
+mod local;
+mod peers;
+mod running;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora::services::background::background_service;
-use tokio::sync::mpsc;
-
-use crate::config::Config;
-use crate::http::HttpFallback;
-use crate::listener::{self, ListenerService, Role};
-use crate::scale::local::{LocalPool, LocalPoolService};
-use crate::scale::{ScaleTarget, ScalerService};
-use crate::shared::Shared;
+use pingora::services::background::BackgroundService;
+use prometheus::Registry;
+use tidegate_common::BackendTable;
 use tidegate_scaler::tidegate::TidegatePolicy;
+use tokio::sync::watch;
 
-/// A server ready to run, with the addresses its listeners are bound to.
-pub struct Prepared {
-    server: Server,
-    /// Where client traffic is accepted.
-    pub traffic_addr: SocketAddr,
-    /// Where the admin endpoints are served.
-    pub admin_addr: SocketAddr,
-    /// The state the proxy shares with its services.
-    pub shared: Arc<Shared>,
-    /// The local backend pool, in local mode.
-    pub pool: Option<Arc<LocalPool>>,
-}
+use crate::admin::{self, Admin};
+use crate::config::{Config, ScalerSection};
+use crate::dataplane::http::HttpFallback;
+use crate::dataplane::{Proxy, listener};
+use crate::discovery::{self, Catalog};
+use crate::scaling::{Scaler, Status};
+use crate::target::{self, DryRun, ScaleTarget};
+pub use running::Running;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum Error {
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({role}): {source}")]
+    #[error("cannot listen on {addr} ({field}): {source}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Which listener.
-        role: &'static str,
+        /// The config field that names it.
+        field: &'static str,
         /// The socket error.
         #[source]
         source: std::io::Error,
     },
+    /// A metric could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::Error),
+}
+
+/// A background service shared behind an `Arc`, so that tests can run the same object.
+pub type Service = Arc<dyn BackgroundService + Send + Sync>;
+
+/// One component to run: its name (pingora's thread names, tests' filters), the service, and
+/// its worker threads (`None`: one).
+pub struct Component {
+    /// e.g. `traffic`, `admin`, `scaler`, `kube-discovery`.
+    pub name: &'static str,
+    /// What runs.
+    pub service: Service,
+    /// Worker threads of its runtime.
+    pub threads: Option<usize>,
+}
+
+/// What tests, the demo and the binary hold on to while the components run.
+#[derive(Clone)]
+pub struct Handles {
+    /// The data plane: the config in force, the backend table, its metrics.
+    pub proxy: Arc<Proxy>,
+    /// The discovered endpoints and drain marks.
+    pub catalog: Arc<Catalog>,
+    /// What the admin listener serves.
+    pub admin: Arc<Admin>,
+    /// The scaler's status, when a scaler runs.
+    pub scaler: Option<Arc<Status>>,
+    /// The local backend pool, in local mode.
+    pub pool: Option<Arc<target::local::Pool>>,
+    /// The Deployment target, when the scaler drives a Deployment.
+    pub deployment: Option<Arc<target::deployment::Target>>,
+    /// Leadership, when leader election is on.
+    pub leading: Option<watch::Receiver<bool>>,
+    /// The peer exchange, when peers are configured.
+    pub peers: Option<Arc<crate::peers::Peers>>,
+}
+
+/// A proxy assembled from a config, with its listeners bound, ready to run.
+pub struct App {
+    /// Where client traffic is accepted.
+    pub traffic_addr: SocketAddr,
+    /// Where the admin endpoints are served.
+    pub admin_addr: SocketAddr,
+    /// The shared pieces.
+    pub handles: Handles,
+    /// Every component, in start order.
+    pub components: Vec<Component>,
+    conf: ServerConf,
+    registry: Registry,
+}
+
+impl App {
+    /// Binds both listeners and builds every component `config` asks for.
+    pub fn build(config: Config) -> Result<App, Error> {
+        let bind = |addr, field| {
+            listener::bind(addr).map_err(|source| Error::Bind {
+                addr,
+                field,
+                source,
+            })
+        };
+        let traffic = bind(config.listen, "listen")?;
+        let admin = bind(config.admin_listen, "admin_listen")?;
+        let local = |l: &std::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
+        let traffic_addr = local(&traffic, config.listen);
+        let admin_addr = local(&admin, config.admin_listen);
+
+        let conf = server_conf(&config);
+        let mut assembly = Assembly::new(&config)?;
+        assembly.add_leader(&config)?;
+        assembly.add_peers(&config, admin_addr.port())?;
+        if let Some(local) = &config.backends.local {
+            assembly.add_local(local.clone(), config.scaler.as_ref(), &config)?;
+        }
+        if let Some(source) = &config.backends.kubernetes {
+            assembly.add_kubernetes(source.clone(), &config)?;
+        }
+        let http_conf = Arc::new(server_conf(&config));
+        let admin = assembly.add_listeners(traffic, admin, &http_conf, config.threads);
+        let Assembly {
+            registry,
+            proxy,
+            catalog,
+            scaler,
+            pool,
+            deployment,
+            leading,
+            peers,
+            components,
+        } = assembly;
+        Ok(App {
+            traffic_addr,
+            admin_addr,
+            handles: Handles {
+                proxy,
+                catalog,
+                admin,
+                scaler,
+                pool,
+                deployment,
+                leading,
+                peers,
+            },
+            components,
+            conf,
+            registry,
+        })
+    }
+
+    /// Watches `path` and reloads the config when it changes (see [`crate::reload`]); `load`
+    /// re-reads it with any command-line overrides.
+    pub fn watch_config(
+        &mut self,
+        path: std::path::PathBuf,
+        load: crate::reload::Loader,
+    ) -> Result<(), Error> {
+        let proxy = Arc::clone(&self.handles.proxy);
+        let catalog = Arc::clone(&self.handles.catalog);
+        let watch = crate::reload::Watch::new(path, load, proxy, catalog, &self.registry)?;
+        self.components.push(Component {
+            name: "config-reload",
+            service: Arc::new(watch),
+            threads: None,
+        });
+        Ok(())
+    }
+}
+
+/// The components as they are built, before they become an [`App`].
+struct Assembly {
+    registry: Registry,
+    proxy: Arc<Proxy>,
+    catalog: Arc<Catalog>,
+    scaler: Option<Arc<Status>>,
+    pool: Option<Arc<target::local::Pool>>,
+    deployment: Option<Arc<target::deployment::Target>>,
+    leading: Option<watch::Receiver<bool>>,
+    peers: Option<Arc<crate::peers::Peers>>,
+    components: Vec<Component>,
+}
+
+impl Assembly {
+    /// The data plane and the catalog (filled now from `backends.static`, if that is the source).
+    /// With peers, the table's caps are shared.
+    fn new(config: &Config) -> Result<Self, Error> {
+        let registry = Registry::new();
+        let table = Arc::new(if config.peers.is_some() {
+            BackendTable::shared()
+        } else {
+            BackendTable::new()
+        });
+        let cap = config.max_connections_per_backend;
+        let catalog = Arc::new(Catalog::new(Arc::clone(&table), cap));
+        if config.backends.is_static() {
+            catalog.replace(discovery::fixed::endpoints(config));
+        }
+        Ok(Self {
+            proxy: Arc::new(Proxy::new(config.clone(), table, &registry)?),
+            registry,
+            catalog,
+            scaler: None,
+            pool: None,
+            deployment: None,
+            leading: None,
+            peers: None,
+            components: Vec::new(),
+        })
+    }
+
+    fn add(&mut self, name: &'static str, service: Service) {
+        self.components.push(Component {
+            name,
+            service,
+            threads: None,
+        });
+    }
+
+    /// The scaler loop over `target` with the policy of `section`, its status registered.
+    fn add_scaler(
+        &mut self,
+        section: &ScalerSection,
+        capacity: u32,
+        target: Arc<dyn ScaleTarget>,
+    ) -> Result<(), Error> {
+        let target: Arc<dyn ScaleTarget> = if section.dry_run {
+            Arc::new(DryRun(target))
+        } else {
+            target
+        };
+        let status = Arc::new(Status::new(&self.registry, self.leading.clone())?);
+        let policy = Box::new(TidegatePolicy::new(section.policy_config(capacity)));
+        let demand: Arc<dyn crate::scaling::Demand> = match &self.peers {
+            Some(peers) => Arc::new(crate::peers::Demand(Arc::clone(peers))),
+            None => Arc::clone(&self.proxy) as Arc<dyn crate::scaling::Demand>,
+        };
+        let warmup = section.policy.scale_down_window;
+        let mut scaler = Scaler::new(target, policy, demand, Arc::clone(&status), warmup);
+        if let Some(leading) = &self.leading {
+            scaler = scaler.with_leadership(leading.clone());
+        }
+        self.scaler = Some(status);
+        self.add("scaler", Arc::new(scaler));
+        Ok(())
+    }
+
+    /// The traffic and admin accept loops and the history sampler; returns what admin serves.
+    fn add_listeners(
+        &mut self,
+        traffic: std::net::TcpListener,
+        admin: std::net::TcpListener,
+        conf: &Arc<ServerConf>,
+        threads: usize,
+    ) -> Arc<Admin> {
+        let proxy = Arc::clone(&self.proxy);
+        let fallback = HttpFallback::new(Arc::clone(&proxy));
+        let http = Arc::new(pingora::proxy::http_proxy(conf, fallback));
+        let traffic = listener::Traffic::new(Arc::clone(&proxy), traffic, http);
+        self.components.push(Component {
+            name: "traffic",
+            service: Arc::new(traffic),
+            threads: Some(threads),
+        });
+        let history = Arc::new(admin::history::History::default());
+        let served = Arc::new(Admin {
+            proxy: Arc::clone(&proxy),
+            registry: self.registry.clone(),
+            scaler: self.scaler.clone(),
+            history: Arc::clone(&history),
+            peers: self.peers.clone(),
+        });
+        let listener = admin::Listener::new(Arc::clone(&served), admin);
+        self.add("admin", Arc::new(listener));
+        let scaler = self.scaler.clone();
+        let sampler = admin::history::Sampler {
+            history,
+            proxy,
+            scaler,
+        };
+        self.add("history", Arc::new(sampler));
+        served
+    }
 }
 
 fn server_conf(config: &Config) -> ServerConf {
@@ -54,7 +297,8 @@ fn server_conf(config: &Config) -> ServerConf {
     let dir = std::env::temp_dir();
     ServerConf {
         threads: config.threads,
-        grace_period_seconds: Some(config.grace_period.as_secs()),
+        // tidegate drains by itself before it lets pingora stop (`running`): none of pingora's.
+        grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(config.shutdown_timeout.as_secs()),
         // Per-process paths: several instances on one host must not collide (pingora's
         // defaults are fixed /tmp paths). tidegate does not use the binary upgrade.
@@ -67,196 +311,5 @@ fn server_conf(config: &Config) -> ServerConf {
             .display()
             .to_string(),
         ..ServerConf::default()
-    }
-}
-
-/// Binds both listeners and assembles the server.
-pub fn prepare(config: Config) -> Result<Prepared, StartError> {
-    let bind =
-        |addr, role| listener::bind(addr).map_err(|source| StartError::Bind { addr, role, source });
-    let traffic = bind(config.listen, "listen")?;
-    let admin = bind(config.admin_listen, "admin_listen")?;
-    let local = |l: &std::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-    let (traffic_addr, admin_addr) = (
-        local(&traffic, config.listen),
-        local(&admin, config.admin_listen),
-    );
-
-    let threads = config.threads;
-    let conf = server_conf(&config);
-    let (local, scaler, cap) = (
-        config.backends.local.clone(),
-        config.scaler.clone(),
-        config.max_connections_per_backend,
-    );
-    let kube = crate::kube::Wiring::from_config(&config);
-    let shared = Shared::new(config);
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    let http = HttpFallback::new(Arc::clone(&shared));
-    let http = Arc::new(pingora::proxy::http_proxy(&server.configuration, http));
-    server.bootstrap();
-
-    add_listeners(&mut server, &shared, traffic, admin, http, threads);
-    let pool = local.map(|local| add_local_mode(&mut server, &shared, local, scaler, cap));
-    // Kubernetes mode: EndpointSlice discovery, and the scaler driving a Deployment.
-    if let Some(kube) = kube {
-        kube.build(&shared).add_to(&mut server);
-    }
-    Ok(Prepared {
-        server,
-        traffic_addr,
-        admin_addr,
-        shared,
-        pool,
-    })
-}
-
-/// The traffic and admin accept loops.
-fn add_listeners(
-    server: &mut Server,
-    shared: &Arc<Shared>,
-    traffic: std::net::TcpListener,
-    admin: std::net::TcpListener,
-    http: Arc<pingora::proxy::HttpProxy<HttpFallback>>,
-    threads: usize,
-) {
-    let traffic = ListenerService::new(
-        Role::Traffic,
-        Arc::clone(shared),
-        traffic,
-        Arc::clone(&http),
-    );
-    let mut traffic = background_service("traffic", traffic);
-    traffic.threads = Some(threads);
-    server.add_service(traffic);
-    let admin = ListenerService::new(Role::Admin, Arc::clone(shared), admin, http);
-    server.add_service(background_service("admin", admin));
-    let history = crate::admin::HistoryService(Arc::clone(shared));
-    server.add_service(background_service("history", history));
-}
-
-/// Local mode: the process pool, and the scaler driving it when configured.
-fn add_local_mode(
-    server: &mut Server,
-    shared: &Arc<Shared>,
-    local: crate::config::LocalBackends,
-    scaler: Option<crate::config::ScalerSection>,
-    cap: u32,
-) -> Arc<LocalPool> {
-    let remove_below = scaler.as_ref().map_or(0, |s| s.policy.drain_remove_below);
-    let pool = Arc::new(LocalPool::new(
-        local,
-        cap,
-        remove_below,
-        Arc::clone(&shared.table),
-    ));
-    server.add_service(background_service(
-        "local-backends",
-        LocalPoolService(Arc::clone(&pool)),
-    ));
-    if let Some(section) = scaler {
-        let policy = Box::new(TidegatePolicy::new(section.policy_config(cap)));
-        let target: Arc<dyn ScaleTarget> = Arc::clone(&pool) as Arc<dyn ScaleTarget>;
-        let service = ScalerService::new(Arc::clone(shared), target, policy, section.dry_run);
-        server.add_service(background_service("scaler", service));
-    }
-    pool
-}
-
-impl Prepared {
-    /// Watches `path` and reloads the config when it changes (see [`crate::reload`]); `load`
-    /// re-reads it with any command-line overrides.
-    pub fn watch_config(
-        &mut self,
-        path: std::path::PathBuf,
-        load: crate::reload::Loader,
-    ) -> prometheus::Result<()> {
-        let watch = crate::reload::ConfigWatch::new(path, load, Arc::clone(&self.shared))?;
-        self.server
-            .add_service(background_service("config-reload", watch));
-        Ok(())
-    }
-
-    /// Runs until SIGTERM (graceful: open connections get the grace period) or SIGINT (fast).
-    pub fn run_until_signal(self) {
-        self.server.run(RunArgs::default());
-    }
-
-    /// Runs on a thread of its own; the handle stops it.
-    pub fn spawn(self) -> RunningProxy {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let Prepared {
-            server,
-            traffic_addr,
-            admin_addr,
-            shared,
-            pool,
-        } = self;
-        let signal = Box::new(ChannelSignal(tokio::sync::Mutex::new(rx)));
-        let thread = std::thread::Builder::new()
-            .name("tidegate-server".into())
-            .spawn(move || {
-                server.run(RunArgs {
-                    shutdown_signal: signal,
-                })
-            })
-            .unwrap_or_else(|e| panic!("cannot start the server thread: {e}"));
-        RunningProxy {
-            traffic_addr,
-            admin_addr,
-            shared,
-            pool,
-            stop: tx,
-            thread: Some(thread),
-        }
-    }
-}
-
-/// A proxy running on its own thread. Dropping it stops the proxy (fast shutdown).
-pub struct RunningProxy {
-    /// Where client traffic is accepted.
-    pub traffic_addr: SocketAddr,
-    /// Where the admin endpoints are served.
-    pub admin_addr: SocketAddr,
-    /// The proxy's shared state (table, metrics, config).
-    pub shared: Arc<Shared>,
-    /// The local backend pool, in local mode.
-    pub pool: Option<Arc<LocalPool>>,
-    stop: mpsc::UnboundedSender<ShutdownSignal>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RunningProxy {
-    /// Stops accepting, lets open connections run for the grace period, then stops.
-    pub fn stop_gracefully(mut self) {
-        self.stop_with(ShutdownSignal::GracefulTerminate);
-    }
-
-    fn stop_with(&mut self, signal: ShutdownSignal) {
-        let _ = self.stop.send(signal);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        self.stop_with(ShutdownSignal::FastShutdown);
-    }
-}
-
-/// A shutdown request that comes over a channel rather than a Unix signal.
-struct ChannelSignal(tokio::sync::Mutex<mpsc::UnboundedReceiver<ShutdownSignal>>);
-
-#[async_trait]
-impl ShutdownSignalWatch for ChannelSignal {
-    async fn recv(&self) -> ShutdownSignal {
-        self.0
-            .lock()
-            .await
-            .recv()
-            .await
-            .unwrap_or(ShutdownSignal::FastShutdown)
     }
 }

@@ -37,6 +37,7 @@ use tidegate_proxy::config::{
 fn config(ns: &str, context: &str, scaler: bool) -> Config {
     let mut c = support::config(&[], 10);
     c.backends.kubernetes = Some(KubernetesBackends {
+        drain_grace: None,
         namespace: ns.into(),
         service: "echo".into(),
         port: PortRef::Name("ws".into()),
@@ -105,12 +106,12 @@ async fn scaled_events(admin: &kube::Client, ns: &str) -> Vec<String> {
 
 #[test]
 fn the_shipped_deploy_config_is_valid_and_its_grace_budget_adds_up() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base");
     let cm: serde_json::Value =
         serde_saphyr::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap())
             .unwrap();
     let text = cm["data"]["config.yaml"].as_str().unwrap();
-    let c = tidegate_proxy::config::parse(text, "deploy/configmap.yaml").unwrap();
+    let c = tidegate_proxy::config::parse(text, "deploy/base/configmap.yaml").unwrap();
     assert_eq!(c.backends.kubernetes.as_ref().unwrap().service, "echo");
     assert!(c.scaler.as_ref().unwrap().deployment.is_some() && c.leader_election.is_some());
     let d: serde_json::Value =
@@ -118,14 +119,55 @@ fn the_shipped_deploy_config_is_valid_and_its_grace_budget_adds_up() {
             .unwrap();
     let pod = &d["spec"]["template"]["spec"];
     let tgps = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-    let pre_stop: u64 = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let budget = pre_stop + c.grace_period.as_secs() + c.shutdown_timeout.as_secs();
     assert!(
-        tgps > budget,
+        pod["containers"][0]["lifecycle"]["preStop"].is_null(),
+        "no preStop sleep: shutdown_delay does its job, and a sleep would add to the budget"
+    );
+    let budget = (c.shutdown_delay + c.grace_period + c.shutdown_timeout).as_secs_f64();
+    assert!(
+        tgps as f64 > budget,
         "terminationGracePeriodSeconds {tgps} must exceed {budget}"
     );
+}
+
+#[test]
+fn the_shipped_ha_config_is_the_base_config_with_peers_and_is_valid() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let config_of = |file: &str| -> String {
+        let cm: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(deploy.join(file)).unwrap()).unwrap();
+        cm["data"]["config.yaml"].as_str().unwrap().to_owned()
+    };
+    let (base, ha) = (
+        config_of("base/configmap.yaml"),
+        config_of("overlays/ha/configmap.yaml"),
+    );
+    let c = tidegate_proxy::config::parse(&ha, "deploy/overlays/ha/configmap.yaml").unwrap();
+    let peers = c.peers.clone().expect("the HA config has a peers section");
+    let k = peers
+        .kubernetes
+        .expect("found through the headless Service");
+    assert_eq!(
+        (k.namespace.as_str(), k.service.as_str()),
+        ("demo", "tidegate-peers")
+    );
+    assert_eq!(k.port, PortRef::Name("admin".into()));
+    // Nothing else differs from the base: the overlay does not fork the config.
+    let base = tidegate_proxy::config::parse(&base, "deploy/base/configmap.yaml").unwrap();
+    assert_eq!(
+        Config {
+            peers: None,
+            ..c.clone()
+        },
+        base
+    );
+    // The Service it names exists in the overlay, on the admin port of the proxy pods.
+    let svc: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(deploy.join("overlays/ha/peers-service.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(svc["metadata"]["name"], "tidegate-peers");
+    assert_eq!(svc["spec"]["clusterIP"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["name"], "admin");
+    assert_eq!(svc["spec"]["publishNotReadyAddresses"], true);
 }

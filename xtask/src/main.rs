@@ -4,6 +4,10 @@
 //!
 //! - `cargo xtask demo [ARGS…]`: build in release and run `tidegate demo ARGS…`.
 //! - `cargo xtask test`: run every test (nextest when installed, else cargo test) and doctests.
+//! - `cargo xtask image [--tools]`: build the container image with podman from a host-built
+//!   binary and print its reference (see [`image`]).
+
+mod image;
 
 use std::process::{Command, ExitCode};
 
@@ -12,6 +16,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => ensure_cmake().and_then(|()| demo(&args[1..])),
         Some("test") => ensure_cmake().and_then(|()| test(&args[1..])),
+        Some("image") => image::image(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -23,13 +28,42 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask demo [ARGS…] | cargo xtask test [ARGS…]
-  demo  build tidegate in release and run `tidegate demo` (see `tidegate demo --help`)
-  test  run the whole test suite (what CI runs)";
+const USAGE: &str =
+    "usage: cargo xtask demo [ARGS…] | cargo xtask test [ARGS…] | cargo xtask image [--tools]
+  demo   build tidegate in release and run `tidegate demo` (see `tidegate demo --help`)
+  test   run the whole test suite (what CI runs)
+  image  build the container image here with podman (no registry needed); prints its reference
+         (--tools: only install and configure podman, runc and debootstrap)";
+
+/// A command for a child process, without the variables `cargo run` set for xtask itself
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …: they describe xtask, not the child). An inner cargo
+/// that inherits them hands them to build scripts that read them (ring's reads
+/// `CARGO_MANIFEST_DIR`), whose changed fingerprint rebuilds ring and everything above it: after
+/// each `cargo xtask …`, and again at the next plain `cargo build`.
+fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_by_cargo_run {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: {program} {}", args.join(" "));
-    let status = Command::new(program)
+    let status = command(program)
         .args(args)
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
@@ -41,7 +75,7 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 }
 
 fn succeeds(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
+    command(program)
         .args(args)
         .output()
         .is_ok_and(|o| o.status.success())
@@ -147,7 +181,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     run("cargo", &["test", "--workspace", "--doc"])?;
     // The status page in headless Chromium (ignored by plain `cargo test`: it needs a browser).
     let tools = ensure_browser_tools()?;
-    let status = Command::new("cargo")
+    let status = command("cargo")
         .args([
             "test",
             "-p",

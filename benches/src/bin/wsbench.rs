@@ -1,16 +1,14 @@
-//! `wsbench`: the WebSocket load client for tidegate's side-by-side benchmarks.
+//! `wsbench`: the command-line front of tidegate's load generator (`tidegate_tools::load`) for
+//! the side-by-side benchmarks. Loopback targets only: every load it makes stays on the machine.
 //!
-//! Each scenario prints one JSON line on stdout (see `tidegate_benches::load`); `table` turns a
-//! file of such lines, as `benches/peers.sh` collects them, into a markdown table.
+//! Each scenario prints one JSON line on stdout (see `tidegate_tools::load::Outcome`); `table`
+//! turns a file of such lines, as `benches/peers.sh` collects them, into a markdown table.
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use std::{net::TcpListener, path::PathBuf, time::Duration};
-use tidegate_benches::{
-    endpoint::Endpoint,
-    load::{Outcome, handshakes, idle, latency, throughput},
-    table,
-};
+use tidegate_benches::table;
+use tidegate_tools::load::{Outcome, endpoint::Endpoint, handshakes, idle, latency, throughput};
 
 /// WebSocket load client: idle memory, handshake cost, latency and throughput of a proxy.
 #[derive(Debug, Parser)]
@@ -33,6 +31,13 @@ enum Command {
     Latency(LatencyArgs),
     /// Pump pipelined binary echoes and report messages/s and proxy CPU per million.
     Throughput(ThroughputArgs),
+    /// Run the echo backend (the same one as `tidegate echo-backend`), for when no tidegate
+    /// binary is at hand; loopback only.
+    Echo {
+        /// Address to listen on, e.g. 127.0.0.1:9001.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
     /// Print N currently free TCP ports on 127.0.0.1, one per line.
     FreePorts {
         /// How many ports (default 1).
@@ -57,7 +62,7 @@ enum Command {
     },
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
+fn duration(text: &str) -> Result<Duration, tidegate_common::duration::Error> {
     tidegate_common::duration::parse(text)
 }
 
@@ -145,6 +150,13 @@ struct ThroughputArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Echo { listen } = cli.command {
+        anyhow::ensure!(
+            listen.ip().is_loopback(),
+            "--listen must be a loopback address"
+        );
+        return Ok(tidegate_tools::echo::run_blocking(listen)?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.client_threads.max(1))
         .enable_all()
@@ -159,6 +171,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Handshakes(a) => run_handshakes(a).await,
         Command::Latency(a) => run_latency(a).await,
         Command::Throughput(a) => run_throughput(a).await,
+        Command::Echo { .. } => unreachable!("served before the runtime starts"),
         Command::FreePorts { count } => free_ports(count),
         Command::Table {
             input,
@@ -183,7 +196,7 @@ async fn run_idle(a: IdleArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
     };
     let emit = |report| println!("{}", Outcome::Idle(report).to_json_line());
-    Ok(idle::run(&Endpoint::parse(&a.url)?, &config, emit).await?)
+    Ok(idle::run(&loopback(&a.url)?, &config, emit).await?)
 }
 
 async fn run_handshakes(a: HandshakeArgs) -> anyhow::Result<()> {
@@ -193,7 +206,7 @@ async fn run_handshakes(a: HandshakeArgs) -> anyhow::Result<()> {
         max: a.max,
         pid: a.pid,
     };
-    let report = handshakes::run(&Endpoint::parse(&a.url)?, &config).await?;
+    let report = handshakes::run(&loopback(&a.url)?, &config).await?;
     println!("{}", Outcome::Handshakes(report).to_json_line());
     Ok(())
 }
@@ -205,7 +218,7 @@ async fn run_latency(a: LatencyArgs) -> anyhow::Result<()> {
         duration: a.duration,
         size: a.size,
     };
-    let report = latency::run(&Endpoint::parse(&a.url)?, &config).await?;
+    let report = latency::run(&loopback(&a.url)?, &config).await?;
     println!("{}", Outcome::Latency(report).to_json_line());
     Ok(())
 }
@@ -218,9 +231,19 @@ async fn run_throughput(a: ThroughputArgs) -> anyhow::Result<()> {
         window: a.window,
         pid: a.pid,
     };
-    let report = throughput::run(&Endpoint::parse(&a.url)?, &config).await?;
+    let report = throughput::run(&loopback(&a.url)?, &config).await?;
     println!("{}", Outcome::Throughput(report).to_json_line());
     Ok(())
+}
+
+/// Parses `url`, refusing targets off this machine.
+fn loopback(url: &str) -> anyhow::Result<Endpoint> {
+    let target = Endpoint::parse(url)?;
+    anyhow::ensure!(
+        target.is_loopback(),
+        "{url}: only loopback targets are allowed (wsbench loads stay on this machine)"
+    );
+    Ok(target)
 }
 
 /// Binds `count` listeners on port 0 at once (so the ports differ), prints them, releases them.

@@ -1,8 +1,8 @@
 //! The rows of the table and how each is computed from one target's results in one repeat.
 
 use super::{Figure, Record, Run};
-use crate::load::{Outcome, idle, latency};
 use std::collections::BTreeSet;
+use tidegate_tools::load::{Outcome, idle, latency};
 
 /// The figures, with one memory row per idle step found in `records`.
 pub(super) fn figures(records: &[Record]) -> Vec<Figure> {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::load::{handshakes, idle, latency};
+use tidegate_tools::load::{handshakes, idle, latency};
 
 fn idle(target: &str, repeat: u32, connections: usize, after: u64) -> Record {
     let result = Outcome::Idle(idle::Report {

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use tidegate_common::{BackendSpec, BackendState};
 
-use super::{Config, ConfigError};
+use super::Error;
 
 /// The discovery sources.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +23,12 @@ pub struct Backends {
     pub local: Option<LocalBackends>,
     /// The endpoints of a Kubernetes Service, from its EndpointSlices. Default: off.
     pub kubernetes: Option<super::KubernetesBackends>,
+    /// Take the backends (and their drain marks) from the peers that have a source of their
+    /// own — an edge beside one that runs `backends.local`. Needs `peers`. Default: false.
+    pub from_peers: bool,
+    /// Open every backend connection with a PROXY header naming the client (`off` or `v2`).
+    /// Default `off`.
+    pub send_proxy_protocol: super::SendProxyProtocol,
 }
 
 /// `backends.local`: a pool of backend processes on this machine.
@@ -42,7 +47,10 @@ pub struct LocalBackends {
     /// How readiness is checked: `tcp` (a connect succeeds) or an HTTP path such as
     /// `/healthz` (GET answers 2xx). Default `tcp`.
     pub readiness: String,
-    /// How long a draining process may keep connections before it is stopped. Default `30s`.
+    /// How long a draining process that is kept only for its connections may keep them: then
+    /// its WebSockets are closed with a 1001 close frame (so it empties and is removed), and
+    /// it is stopped if connections the close could not end are left after
+    /// `websocket_close_timeout`. Default `30s`.
     #[serde(with = "tidegate_common::duration")]
     pub drain_grace: Duration,
     /// After SIGTERM, how long before SIGKILL. Default `5s`.
@@ -69,20 +77,25 @@ impl Default for LocalBackends {
 impl Backends {
     /// Whether the backends are the fixed `static` list (no discovery source fills the table).
     pub fn is_static(&self) -> bool {
-        self.local.is_none() && self.kubernetes.is_none()
+        self.local.is_none() && self.kubernetes.is_none() && !self.from_peers
     }
 
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Whether this replica has a backend source of its own (static, local or Kubernetes).
+    pub fn has_source(&self) -> bool {
+        !self.static_.is_empty() || self.local.is_some() || self.kubernetes.is_some()
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Error> {
         if let Some(local) = &self.local {
             let [first, last] = local.port_range;
             if first == 0 || first > last {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.local.port_range",
                     expected: "[first, last] with 0 < first <= last".into(),
                 });
             }
             if local.readiness != "tcp" && !local.readiness.starts_with('/') {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.local.readiness",
                     expected: format!(
                         "tcp or an HTTP path such as /healthz (got {:?})",
@@ -95,7 +108,7 @@ impl Backends {
                 .as_deref()
                 .is_some_and(|c| !c.contains("{port}"))
             {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.local.command",
                     expected: "a command line containing {port}".into(),
                 });
@@ -104,13 +117,13 @@ impl Backends {
         let mut seen = std::collections::HashSet::new();
         for b in &self.static_ {
             if !seen.insert(b.address) {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.static",
                     expected: format!("each address once ({} is listed twice)", b.address),
                 });
             }
             if b.max_connections == Some(0) {
-                return Err(ConfigError::Invalid {
+                return Err(Error::Invalid {
                     field: "backends.static[].max_connections",
                     expected: format!("at least 1 (for {})", b.address),
                 });
@@ -177,21 +190,4 @@ impl<'de> Visitor<'de> for StaticBackendVisitor {
 fn parse_address<E: de::Error>(v: &str) -> Result<SocketAddr, E> {
     v.parse()
         .map_err(|_| E::custom(format!("invalid backend address {v:?}: expected ip:port")))
-}
-
-impl Config {
-    /// The static backends as the backend table wants them, caps resolved.
-    pub fn backend_specs(&self) -> Vec<BackendSpec> {
-        self.backends
-            .static_
-            .iter()
-            .map(|b| BackendSpec {
-                address: b.address,
-                capacity: b
-                    .max_connections
-                    .unwrap_or(self.max_connections_per_backend),
-                state: BackendState::Ready,
-            })
-            .collect()
-    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, ConfigError};
+use super::{Config, Error};
 
 /// Default lease duration: a follower takes over this long after the holder's last renewal.
 pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -33,6 +33,16 @@ pub struct KubernetesBackends {
     pub service: String,
     /// The port to connect to: a port name of the slices (`ws`), or a number used as is.
     pub port: PortRef,
+    /// With `scaler.deployment`: once a pod has been drained this long (counted from when the
+    /// scaler marked it) and is kept only for its connections, its WebSockets are closed with
+    /// a 1001 close frame, so that it empties and is removed. Default: none (a drained pod
+    /// keeps its connections until they close).
+    #[serde(
+        default,
+        with = "tidegate_common::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub drain_grace: Option<Duration>,
 }
 
 /// A port by name or number.
@@ -93,6 +103,14 @@ fn default_renew_period() -> Duration {
 }
 
 impl LeaderElection {
+    /// The longest one Lease or scaling call may take: half of the shorter of the renew period
+    /// and the renew deadline (`lease_duration - renew_period`), so that a write started while
+    /// leading lands before a follower may take over.
+    pub fn call_timeout(&self) -> Duration {
+        let deadline = self.lease_duration.saturating_sub(self.renew_period);
+        deadline.min(self.renew_period) / 2
+    }
+
     /// The identity to hold the Lease as: the configured one, else `$POD_NAME`, else the host
     /// name, else `tidegate-<pid>`.
     pub fn resolved_identity(&self) -> String {
@@ -123,8 +141,8 @@ pub struct KubeClientConfig {
     pub context: Option<String>,
 }
 
-fn invalid(field: &'static str, expected: impl Into<String>) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid {
+fn invalid(field: &'static str, expected: impl Into<String>) -> Result<(), Error> {
+    Err(Error::Invalid {
         field,
         expected: expected.into(),
     })
@@ -132,7 +150,7 @@ fn invalid(field: &'static str, expected: impl Into<String>) -> Result<(), Confi
 
 impl Config {
     /// The cross-field rules of the Kubernetes sections.
-    pub(super) fn validate_kube(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate_kube(&self) -> Result<(), Error> {
         if let Some(k) = &self.backends.kubernetes {
             if k.namespace.is_empty() || k.service.is_empty() {
                 return invalid("backends.kubernetes", "a namespace and a service name");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tidegate_scaler::config::TidegatePolicyConfig;
 
-use super::ConfigError;
+use super::Error;
 
 /// The scaler section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ impl ScalerSection {
         }
     }
 
-    pub(super) fn validate(&self, capacity: u32) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self, capacity: u32) -> Result<(), Error> {
         let defaults = TidegatePolicyConfig::default();
         let moved = [
             (
@@ -79,20 +79,20 @@ impl ScalerSection {
             ),
         ];
         if let Some((field, _, instead)) = moved.into_iter().find(|m| m.1) {
-            return Err(ConfigError::Invalid {
+            return Err(Error::Invalid {
                 field,
                 expected: format!("no value here: set {instead} instead"),
             });
         }
         if self.min_replicas == 0 || self.min_replicas > self.max_replicas {
-            return Err(ConfigError::Invalid {
+            return Err(Error::Invalid {
                 field: "scaler.min_replicas",
                 expected: format!("1 ≤ min_replicas ≤ max_replicas ({})", self.max_replicas),
             });
         }
         self.policy_config(capacity)
             .validate()
-            .map_err(|e| ConfigError::Invalid {
+            .map_err(|e| Error::Invalid {
                 field: "scaler.policy",
                 expected: e.to_string(),
             })

@@ -34,7 +34,7 @@ async fn discovery_follows_endpointslices_with_the_eligibility_rules() {
     .await;
     // The whole proxy, with discovery as a pingora background service building its own client.
     let proxy = support::start_proxy(config(&ns, ADMIN, false));
-    let table = &proxy.shared.table;
+    let table = &proxy.handles.proxy.table;
     time_until(table, a.addr, Some(BackendState::Ready)).await;
     assert_eq!(state_of(table, b.addr), Some(BackendState::Terminating));
     assert_eq!(

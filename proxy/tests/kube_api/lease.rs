@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use tidegate_proxy::scale::ScaleTarget;
+use tidegate_proxy::target::ScaleTarget;
 
 use crate::kube_support::*;
 use crate::support::{Backend, wait_until};
@@ -56,8 +56,9 @@ async fn one_lease_one_writer_and_a_takeover_when_the_holder_dies() {
     assert_eq!(follower.target().writes(), 0, "only the holder writes");
     assert!(!follower.leading() && leader.leading());
     assert_eq!(replicas(&admin, &ns, "echo").await, want);
-    assert_eq!(leader.shared.scaler.view().map(|v| v.leader), Some(true));
-    assert_eq!(follower.shared.scaler.view().map(|v| v.leader), Some(false));
+    let leads = |r: &Running| r.handles.scaler.as_ref().map(|s| s.view().leader);
+    assert_eq!(leads(&leader), Some(true));
+    assert_eq!(leads(&follower), Some(false));
 
     let t0 = Instant::now();
     leader.kill();

@@ -1,4 +1,4 @@
-//! deploy/rbac.yaml against the real authorizer: enough for everything tidegate does, and
+//! deploy/base/rbac.yaml against the real authorizer: enough for everything tidegate does, and
 //! nothing more.
 
 use std::time::Instant;
@@ -7,17 +7,17 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::ListParams;
 use tidegate_common::BackendState;
-use tidegate_proxy::kube::deployment::DELETION_COST_ANNOTATION;
-use tidegate_proxy::scale::ScaleTarget;
+use tidegate_proxy::target::ScaleTarget;
+use tidegate_proxy::target::deployment::DELETION_COST_ANNOTATION;
 
 use crate::kube_support::*;
 use crate::support::{Backend, wait_until};
 use crate::{config, scaled_events, time_until, with_lease};
 
-/// Applies deploy/rbac.yaml's Role in `ns` and binds it to the start script's `test-user`.
+/// Applies deploy/base/rbac.yaml's Role in `ns` and binds it to the start script's `test-user`.
 async fn grant_shipped_role(admin: &kube::Client, ns: &str) {
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/rbac.yaml");
     let docs: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut role = docs.into_iter().find(|d| d["kind"] == "Role").unwrap();
@@ -74,7 +74,7 @@ async fn the_shipped_role_is_enough_and_no_more() {
 
     let only = ["kube-discovery", "kube-leader", "kube-deployment"];
     let run = Running::start(with_lease(config(&ns, TEST_USER, true), &ns, "rbac"), &only);
-    let table = &run.shared.table;
+    let table = run.table();
     time_until(table, b.addr, Some(BackendState::Ready)).await;
     wait_until("leading with the shipped role", || async { run.leading() }).await;
     run.target().set_desired(3, 3);
@@ -95,8 +95,8 @@ async fn the_shipped_role_is_enough_and_no_more() {
         "the empty pod is the victim"
     );
     assert!(scaled_events(&admin, &ns).await.len() >= 2);
-    let errors = run.shared.scaler.metrics().unwrap().errors.clone();
-    assert_eq!(errors.with_label_values(&["forbidden"]).get(), 0);
+    let forbidden_writes = run.metric("tidegate_scaler_errors_total{kind=\"forbidden\"}");
+    assert_eq!(forbidden_writes.unwrap_or(0.0), 0.0);
 
     let deployments = Api::<Deployment>::namespaced(user.clone(), &ns);
     let patch = serde_json::json!({"spec": {"replicas": 9}});

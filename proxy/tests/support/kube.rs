@@ -17,7 +17,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
 use tidegate_proxy::config::KubeClientConfig;
-use tidegate_proxy::kube::Wiring;
+use tidegate_proxy::server::{App, Handles};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -192,10 +192,9 @@ pub async fn delete_slice(admin: &Client, ns: &str, name: &str) {
 
 /// tidegate's Kubernetes services running on the test's runtime.
 pub struct Running {
-    pub parts_target: Option<Arc<tidegate_proxy::kube::deployment::DeploymentTarget>>,
-    pub endpoints: Arc<tidegate_proxy::kube::discovery::Endpoints>,
-    pub leading: Option<watch::Receiver<bool>>,
-    pub shared: Arc<tidegate_proxy::shared::Shared>,
+    pub handles: Handles,
+    /// Where the traffic listener accepts (when the `traffic` component runs).
+    pub traffic_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -203,37 +202,48 @@ pub struct Running {
 impl Running {
     /// Builds the services of `config` and runs those whose names are in `only` (all if empty).
     pub fn start(config: tidegate_proxy::config::Config, only: &[&str]) -> Running {
-        let wiring = Wiring::from_config(&config).expect("backends.kubernetes is set");
-        let shared = tidegate_proxy::shared::Shared::new(config);
-        let parts = wiring.build(&shared);
+        assert!(
+            config.backends.kubernetes.is_some(),
+            "backends.kubernetes is set"
+        );
+        let app = App::build(config).unwrap();
         let (stop, rx) = watch::channel(false);
-        let tasks = parts
-            .services
+        let tasks = app
+            .components
             .into_iter()
-            .filter(|(name, _)| only.is_empty() || only.contains(name))
-            .map(|(_, s)| {
+            .filter(|c| only.is_empty() || only.contains(&c.name))
+            .map(|c| {
                 let rx = rx.clone();
-                tokio::spawn(async move { s.start(rx).await })
+                tokio::spawn(async move { c.service.start(rx).await })
             })
             .collect();
         Running {
-            parts_target: parts.target,
-            endpoints: parts.endpoints,
-            leading: parts.leading,
-            shared,
+            handles: app.handles,
+            traffic_addr: app.traffic_addr,
             stop,
             tasks,
         }
     }
 
-    pub fn target(&self) -> &Arc<tidegate_proxy::kube::deployment::DeploymentTarget> {
-        self.parts_target
+    pub fn target(&self) -> &Arc<tidegate_proxy::target::deployment::Target> {
+        self.handles
+            .deployment
             .as_ref()
             .expect("scaler.deployment is set")
     }
 
     pub fn leading(&self) -> bool {
-        self.leading.as_ref().is_some_and(|l| *l.borrow())
+        self.handles.leading.as_ref().is_some_and(|l| *l.borrow())
+    }
+
+    pub fn table(&self) -> &Arc<tidegate_common::BackendTable> {
+        &self.handles.proxy.table
+    }
+
+    /// The value of one series in this instance's metrics (absent: never counted).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = tidegate_proxy::metrics::render(&self.handles.admin.registry);
+        crate::support::sample(&text, series)
     }
 
     /// Graceful stop: the services see shutdown (a leader releases its Lease).

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod recording;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +12,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tidegate_proxy::config::{Config, StaticBackend};
-use tidegate_proxy::echo::{self, EchoStats};
-use tidegate_proxy::server::{self, RunningProxy};
+use tidegate_proxy::server::{App, Running};
+use tidegate_tools::echo::{self, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub mod edge_process;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -24,7 +28,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct Backend {
     pub addr: SocketAddr,
-    pub stats: Arc<EchoStats>,
+    pub stats: Arc<Stats>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,7 +36,11 @@ impl Backend {
     pub async fn start() -> Backend {
         let (listener, stats) = echo::bind(loopback0()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(echo::serve(listener, Arc::clone(&stats)));
+        let task = tokio::spawn(echo::serve(
+            listener,
+            Arc::clone(&stats),
+            std::future::pending(),
+        ));
         Backend { addr, stats, task }
     }
 
@@ -54,6 +62,7 @@ pub fn config(backends: &[SocketAddr], cap: u32) -> Config {
         max_connections_per_backend: cap,
         grace_period: Duration::from_secs(1),
         shutdown_timeout: Duration::from_secs(1),
+        shutdown_delay: Duration::ZERO,
         ..Config::default()
     };
     c.backends.static_ = backends
@@ -66,17 +75,22 @@ pub fn config(backends: &[SocketAddr], cap: u32) -> Config {
     c
 }
 
-pub fn start_proxy(config: Config) -> RunningProxy {
+pub fn start_proxy(config: Config) -> Running {
     tidegate_common::telemetry::init_with_default(Default::default(), "warn");
-    server::prepare(config).unwrap().spawn()
+    App::build(config).unwrap().spawn()
 }
 
-pub async fn ws(proxy: &RunningProxy) -> Ws {
+pub async fn ws(proxy: &Running) -> Ws {
     try_ws(proxy).await.unwrap()
 }
 
-pub async fn try_ws(proxy: &RunningProxy) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let url = format!("ws://{}/chat", proxy.traffic_addr);
+pub async fn try_ws(proxy: &Running) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    try_ws_to(proxy.traffic_addr).await
+}
+
+/// A WebSocket through the proxy listening at `traffic`.
+pub async fn try_ws_to(traffic: SocketAddr) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("ws://{traffic}/chat");
     let (ws, resp) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
         .await
         .expect("handshake timed out")?;
@@ -108,6 +122,52 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The upgrade request of a WebSocket client, with `headers` (each ending in `\r\n`) added.
+pub fn upgrade_request(headers: &str) -> String {
+    format!(
+        "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    )
+}
+
+/// Writes `request` on a new connection and reads the response head; the socket stays open.
+pub async fn open_raw(addr: SocketAddr, request: &[u8]) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let head = read_head(&mut s).await;
+    (s, head)
+}
+
+/// Reads one response head (through the blank line) byte by byte, so nothing after it is
+/// consumed.
+pub async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut byte))
+            .await
+            .expect("no answer")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A plain request on a new connection, answered; the connection stays open for the next one.
+pub async fn kept_alive(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 3];
+    s.read_exact(&mut body).await.unwrap();
+    s
+}
+
 pub async fn get(addr: SocketAddr, path: &str) -> String {
     raw(
         addr,
@@ -116,15 +176,15 @@ pub async fn get(addr: SocketAddr, path: &str) -> String {
     .await
 }
 
-fn body(response: &str) -> &str {
+pub fn body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
-pub async fn state(proxy: &RunningProxy) -> Value {
+pub async fn state(proxy: &Running) -> Value {
     serde_json::from_str(body(&get(proxy.admin_addr, "/api/v1/state").await)).unwrap()
 }
 
-pub async fn metrics(proxy: &RunningProxy) -> String {
+pub async fn metrics(proxy: &Running) -> String {
     body(&get(proxy.admin_addr, "/metrics").await).to_owned()
 }
 
@@ -149,7 +209,7 @@ pub fn upgrades_total(metrics: &str, backends: &[SocketAddr], result: &str) -> f
 }
 
 /// Live count per backend address, from `/api/v1/state`.
-pub async fn live_by_backend(proxy: &RunningProxy) -> Vec<(String, u64)> {
+pub async fn live_by_backend(proxy: &Running) -> Vec<(String, u64)> {
     let s = state(proxy).await;
     s["backends"]
         .as_array()
@@ -182,7 +242,7 @@ where
 
 /// Asserts the proxy's live counts equal what the backends see, backend by backend, in both
 /// `/api/v1/state` and `/metrics`.
-pub async fn assert_counts_match(proxy: &RunningProxy, backends: &[&Backend]) {
+pub async fn assert_counts_match(proxy: &Running, backends: &[&Backend]) {
     for b in backends {
         let truth = b.stats.open() as u64;
         let addr = b.addr.to_string();
@@ -201,4 +261,29 @@ pub async fn assert_counts_match(proxy: &RunningProxy, backends: &[&Backend]) {
             "{series} in /metrics"
         );
     }
+}
+
+/// This process's TCP sockets connected to `peer`, as duplicated descriptors (`pidfd_getfd` on
+/// ourselves), so tests can read back the options the in-process proxy set on its own sockets.
+pub fn sockets_with_peer(peer: SocketAddr) -> Vec<std::os::fd::OwnedFd> {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(n) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let link = std::fs::read_link(entry.path()).unwrap_or_default();
+        if !link.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        let Ok(fd) = pidfd_getfd(&me, n, PidfdGetfdFlags::empty()) else {
+            continue;
+        };
+        let connected_to = socket2::SockRef::from(&fd).peer_addr().ok();
+        if connected_to.and_then(|a| a.as_socket()) == Some(peer) {
+            found.push(fd);
+        }
+    }
+    found
 }

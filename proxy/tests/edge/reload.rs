@@ -1,0 +1,166 @@
+//! Config reload the way a Kubernetes ConfigMap volume delivers it (the kubelet swaps the
+//! `..data` symlink): valid changes apply, an invalid file keeps the running config, settings
+//! that need a restart are reported — and no live WebSocket notices any of it.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+use tidegate_proxy::server::App;
+
+/// A ConfigMap-style volume: `config.yaml -> ..data/config.yaml`, `..data -> ..<version>`.
+struct ConfigMapDir {
+    dir: tempfile::TempDir,
+    version: u32,
+}
+
+impl ConfigMapDir {
+    fn new(text: &str) -> ConfigMapDir {
+        let mut d = ConfigMapDir {
+            dir: tempfile::tempdir().unwrap(),
+            version: 0,
+        };
+        d.publish(text);
+        symlink("..data/config.yaml", d.path()).unwrap();
+        d
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    /// A proxy running this volume's config and watching it.
+    fn spawn_watching(&self) -> tidegate_proxy::server::Running {
+        let path = self.path();
+        let config = tidegate_proxy::config::load_file(&path).unwrap();
+        let mut app = App::build(config).unwrap();
+        let load_path: PathBuf = path.clone();
+        app.watch_config(
+            path,
+            Box::new(move || tidegate_proxy::config::load_file(Path::new(&load_path))),
+        )
+        .unwrap();
+        app.spawn()
+    }
+
+    /// Writes a new version and swaps `..data` to it atomically, as the kubelet does.
+    fn publish(&mut self, text: &str) {
+        self.version += 1;
+        let name = format!("..v{}", self.version);
+        std::fs::create_dir(self.dir.path().join(&name)).unwrap();
+        std::fs::write(self.dir.path().join(&name).join("config.yaml"), text).unwrap();
+        let tmp = self.dir.path().join("..data_tmp");
+        symlink(&name, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+    }
+}
+
+fn yaml(backend: std::net::SocketAddr, cap: &str, listen: &str) -> String {
+    format!(
+        "listen: {listen}\nadmin_listen: 127.0.0.1:0\nbackends:\n  static: [{backend}]\nmax_connections_per_backend: {cap}\ngrace_period: 1s\nshutdown_timeout: 1s\n"
+    )
+}
+
+async fn reloads(proxy: &tidegate_proxy::server::Running, result: &str) -> f64 {
+    sample(
+        &metrics(proxy).await,
+        &format!("tidegate_config_reloads_total{{result=\"{result}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_reloads_apply_or_are_refused_without_dropping_live_websockets() {
+    let backend = Backend::start().await;
+    let mut volume = ConfigMapDir::new(&yaml(backend.addr, "5", "127.0.0.1:0"));
+    let proxy = volume.spawn_watching();
+    let mut live = [ws(&proxy).await, ws(&proxy).await, ws(&proxy).await];
+
+    volume.publish(&yaml(backend.addr, "7", "127.0.0.1:0"));
+    wait_until("reload applied", || async {
+        reloads(&proxy, "ok").await == 1.0
+    })
+    .await;
+    assert_eq!(state(&proxy).await["backends"][0]["capacity"], 7);
+
+    volume.publish(&yaml(backend.addr, "lots", "127.0.0.1:0"));
+    wait_until("invalid reload refused", || async {
+        reloads(&proxy, "error").await == 1.0
+    })
+    .await;
+    assert_eq!(
+        state(&proxy).await["backends"][0]["capacity"],
+        7,
+        "the running config must stay"
+    );
+
+    volume.publish(&yaml(backend.addr, "9", "127.0.0.1:1"));
+    wait_until("restart-only change reported", || async {
+        reloads(&proxy, "restart_needed").await == 1.0
+    })
+    .await;
+    assert_eq!(
+        state(&proxy).await["backends"][0]["capacity"],
+        9,
+        "the live part still applies"
+    );
+
+    for (i, c) in live.iter_mut().enumerate() {
+        echo_once(c, &format!("survived the reloads {i}")).await;
+    }
+    assert_eq!(state(&proxy).await["totals"]["live"], 3);
+    assert_counts_match(&proxy, &[&backend]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_of_a_backend_that_left_the_table_leave_the_scrape() {
+    let stays = Backend::start().await;
+    let leaves = Backend::start().await;
+    let dead: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap() // dropped: connects to it are refused
+    };
+    let two = |a: std::net::SocketAddr, b: &str| {
+        format!(
+            "admin_listen: 127.0.0.1:0\nlisten: 127.0.0.1:0\nbackends:\n  static: [{a}{b}]\ngrace_period: 1s\nshutdown_timeout: 1s\n"
+        )
+    };
+    let mut volume = ConfigMapDir::new(&two(stays.addr, &format!(", {}, {dead}", leaves.addr)));
+    let proxy = volume.spawn_watching();
+    // Upgrades and plain requests to every backend (the dead one is tried, fails, is ejected).
+    for _ in 0..4 {
+        drop(ws(&proxy).await);
+        get(proxy.traffic_addr, "/healthz").await;
+    }
+    let series_of = |m: &str, b: std::net::SocketAddr| {
+        m.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("backend=\"{b}\"")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait_until("counter series for all three", || async {
+        let m = metrics(&proxy).await;
+        let counters = |b| {
+            series_of(&m, b)
+                .iter()
+                .filter(|l| l.contains("_total"))
+                .count()
+        };
+        counters(stays.addr) > 0 && counters(leaves.addr) > 0 && counters(dead) > 0
+    })
+    .await;
+
+    volume.publish(&two(stays.addr, ""));
+    wait_until("the departed backends' series are gone", || async {
+        let m = metrics(&proxy).await;
+        series_of(&m, leaves.addr).is_empty() && series_of(&m, dead).is_empty()
+    })
+    .await;
+    let m = metrics(&proxy).await;
+    assert!(
+        series_of(&m, stays.addr)
+            .iter()
+            .any(|l| l.starts_with("tidegate_upgrades_total")),
+        "the remaining backend keeps its counters:\n{m}"
+    );
+}
