@@ -130,9 +130,13 @@ impl TidegatePolicy {
     fn serving(&self, replicas: u32) -> u32 {
         let soon = self
             .serving_peaks
-            .max_within(self.now, self.cfg.serving_window);
+            .max_within(self.now, self.cfg.serving_window)
+            .unwrap_or(0.0)
+            .max(self.est.demand());
         let per_pod = self.per_pod(self.cfg.serving_occupancy);
-        let n = pods_for(soon.unwrap_or(self.est.demand()), per_pod);
+        let unmet = self.est.unmet_peak(&self.cfg, self.now);
+        let n =
+            pods_for(soon, per_pod).max(pods_for(unmet, self.per_pod(self.cfg.surge_occupancy)));
         n.clamp(self.cfg.min_replicas.min(replicas), replicas)
     }
 
@@ -272,8 +276,10 @@ impl Policy for TidegatePolicy {
             .record(now, horizon, forecast, demand, trusted);
         let unmet = self.est.unmet_peak(&self.cfg, now);
         self.peaks.push(now, self.up_load(now).max(unmet));
+        // Demand now, not only the forecast from the (lagging) level: pods that exist take the
+        // connections that are here, and a surge faster than the trend lag is served at once.
         let soon = self.est.forecast(&self.cfg, self.cfg.serving_horizon);
-        self.serving_peaks.push(now, soon);
+        self.serving_peaks.push(now, soon.max(demand));
     }
 
     fn decide(&mut self, now: Duration, obs: &Observation<'_>) -> Decision {
