@@ -16,6 +16,7 @@ mod backends;
 mod kubernetes;
 mod load;
 mod scaler;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use kubernetes::{
 };
 pub use load::{Error, load_file, parse};
 pub use scaler::ScalerSection;
+pub use tls::{DEFAULT_CERTIFICATE_NAME, SniCertificate, TlsSection};
 
 /// Default traffic listener. Loopback: a cluster deployment sets `0.0.0.0:8080`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -127,6 +129,9 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Kubernetes credentials. Default: `$KUBECONFIG`, `~/.kube/config` or the service account.
     pub kube_client: Option<KubeClientConfig>,
+    /// TLS termination (`wss://`, `https://`) with these certificates; see
+    /// [`TlsSection`]. Default: off (plain `ws://` and `http://` only).
+    pub tls: Option<TlsSection>,
 }
 
 impl Default for Config {
@@ -154,6 +159,7 @@ impl Default for Config {
             scaler: None,
             leader_election: None,
             kube_client: None,
+            tls: None,
         }
     }
 }
@@ -204,6 +210,9 @@ impl Config {
         }
         self.backends.validate()?;
         self.validate_kube()?;
+        if let Some(tls) = &self.tls {
+            tls.validate(self.listen, self.admin_listen)?;
+        }
         if let Some(scaler) = &self.scaler {
             let kube = self.backends.kubernetes.is_some() && scaler.deployment.is_some();
             if self.backends.local.is_none() && !kube {

@@ -128,6 +128,9 @@ fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>
     keep!(scaler, "scaler");
     keep!(leader_election, "leader_election");
     keep!(kube_client, "kube_client");
+    // The certificates themselves rotate on their own (crate::tls::rotation); which files and
+    // hosts are served is fixed at start.
+    keep!(tls, "tls");
     (next, frozen)
 }
 
