@@ -11,15 +11,21 @@
 //! 4. anything else goes to pingora's HTTP proxy in [`http`], with the same reservation rules for
 //!    upgrades that arrive later on a kept-alive connection.
 //!
+//! The client side is plain TCP or a TLS stream terminated by [`crate::tls`]; [`client`] says
+//! what differs, and [`forwarded`] tells backends which it was (`X-Forwarded-Proto`).
+//!
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
 //! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
 
+pub mod client;
+pub mod forwarded;
 pub mod head;
 pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod relay;
 pub mod respond;
+pub mod stream_relay;
 pub mod tunnel;
 
 use std::sync::Arc;

@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use super::client::Client;
+
 /// Most header lines parsed in one head.
 const MAX_HEADERS: usize = 100;
 const FIRST_READ: usize = 1024;
@@ -79,8 +81,8 @@ pub struct Request {
 
 /// Reads a request head within `timeout` and `max` bytes and says whether it is a WebSocket
 /// upgrade.
-pub async fn read_request(
-    stream: &mut TcpStream,
+pub async fn read_request<S: Client>(
+    stream: &mut S,
     max: usize,
     timeout: Duration,
 ) -> Result<(Head, Request), Error> {
@@ -132,14 +134,14 @@ pub async fn read_response(
     read_head(stream, max, timeout, parse).await
 }
 
-async fn read_head<T>(
-    stream: &mut TcpStream,
+async fn read_head<S: Client, T>(
+    stream: &mut S,
     max: usize,
     timeout: Duration,
     parse: impl Fn(&[u8]) -> Result<Option<(usize, T)>, Error>,
 ) -> Result<(Head, T), Error> {
     let work = async {
-        stream.readable().await?;
+        stream.ready().await?;
         let mut bytes = Vec::with_capacity(FIRST_READ.min(max));
         loop {
             if bytes.len() == bytes.capacity() {

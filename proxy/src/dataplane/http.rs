@@ -11,13 +11,13 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tidegate_common::{Backend, InflightRequest, Reservation};
-use tokio::net::TcpStream;
 
 use super::Proxy;
+use super::client::Client;
+use super::forwarded;
 use super::head::Head;
 
 /// The `ProxyHttp` behind the traffic listener's plain-HTTP path.
@@ -48,14 +48,13 @@ pub struct RequestCtx {
 /// Hands a connection whose first request head was already read to pingora's HTTP proxy.
 pub async fn hand_over(
     app: &Arc<HttpProxy>,
-    stream: TcpStream,
+    stream: impl Client,
     head: Head,
     shutdown: &ShutdownWatch,
 ) {
-    let mut stream = L4Stream::from(stream);
-    stream.rewind(&head.bytes);
+    let stream = stream.into_pingora(&head.bytes);
     drop(head);
-    let mut next = app.process_new(Box::new(stream), shutdown).await;
+    let mut next = app.process_new(stream, shutdown).await;
     while let Some(stream) = next {
         next = app.process_new(stream, shutdown).await;
     }
@@ -155,6 +154,19 @@ impl ProxyHttp for HttpFallback {
             e.set_retry(true);
         }
         e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A TLS transport reports its digest (crate::tls::stream); a plain one has none.
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let proto = if tls { "https" } else { "http" };
+        upstream_request.insert_header(forwarded::HEADER, proto)?;
+        Ok(())
     }
 
     async fn upstream_response_filter(

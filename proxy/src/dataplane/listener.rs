@@ -16,10 +16,13 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::IntCounterVec;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tracing::{debug, error, info};
 
+use super::client::Client;
 use super::http::{self, HttpProxy};
 use super::{Proxy, head, respond, tunnel};
+use crate::tls;
 
 /// Pending connections the kernel queues per listener (bursts of reconnects).
 const BACKLOG: i32 = 4096;
@@ -88,20 +91,33 @@ pub async fn accept_loop(
     info!(listener = name, "stopped accepting");
 }
 
-/// The traffic listener: WebSockets and plain HTTP from clients.
+/// A traffic listener: WebSockets and plain HTTP from clients, over TCP or, with an acceptor,
+/// over TLS.
 pub struct Traffic {
+    name: &'static str,
     proxy: Arc<Proxy>,
     listener: Bound,
     http: Arc<HttpProxy>,
+    tls: Option<Arc<tls::Acceptor>>,
 }
 
 impl Traffic {
-    /// A service that will accept on `listener` once the server runs.
-    pub fn new(proxy: Arc<Proxy>, listener: std::net::TcpListener, http: Arc<HttpProxy>) -> Self {
+    /// A service that will accept on `listener` once the server runs; with `tls`, every
+    /// connection is a TLS handshake first. `name` labels its metrics (`traffic`,
+    /// `traffic_tls`).
+    pub fn new(
+        name: &'static str,
+        proxy: Arc<Proxy>,
+        listener: std::net::TcpListener,
+        http: Arc<HttpProxy>,
+        tls: Option<Arc<tls::Acceptor>>,
+    ) -> Self {
         Self {
+            name,
             proxy,
             listener: Bound::new(listener),
             http,
+            tls,
         }
     }
 }
@@ -110,20 +126,20 @@ impl Traffic {
 impl BackgroundService for Traffic {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let Some(listener) = self.listener.take() else {
-            return error!("traffic listener unavailable");
+            return error!(listener = self.name, "traffic listener unavailable");
         };
         let errors = self.proxy.metrics.accept_errors.clone();
         let watch = shutdown.clone();
         accept_loop(
             listener,
-            "traffic",
+            self.name,
             &errors,
             &mut shutdown,
             |stream, peer| {
                 let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
-                let shutdown = watch.clone();
+                let (shutdown, tls) = (watch.clone(), self.tls.clone());
                 drop(tokio::spawn(async move {
-                    serve(proxy, http, stream, peer, shutdown).await
+                    accept(proxy, http, stream, peer, shutdown, tls).await
                 }));
             },
         )
@@ -132,20 +148,40 @@ impl BackgroundService for Traffic {
     }
 }
 
+/// One accepted socket: the TLS handshake if the listener speaks TLS, then [`serve`]. The
+/// handshake and the first head share one deadline, `request_header_timeout` from accept.
+async fn accept(
+    proxy: Arc<Proxy>,
+    http: Arc<HttpProxy>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: ShutdownWatch,
+    tls: Option<Arc<tls::Acceptor>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + proxy.config.load().request_header_timeout;
+    match tls {
+        None => serve(proxy, http, stream, peer, shutdown, deadline).await,
+        Some(acceptor) => {
+            if let Some(stream) = acceptor.accept(stream, deadline).await {
+                serve(proxy, http, stream, peer, shutdown, deadline).await
+            }
+        }
+    }
+}
+
 /// One client connection: read its first head, then the WebSocket fast path or pingora.
 async fn serve(
     proxy: Arc<Proxy>,
     http: Arc<HttpProxy>,
-    mut stream: TcpStream,
+    mut stream: impl Client,
     peer: SocketAddr,
     shutdown: ShutdownWatch,
+    deadline: Instant,
 ) {
-    let _ = stream.set_nodelay(true);
     let config = proxy.config.load_full();
-    let (max, timeout) = (
-        config.max_request_header_bytes,
-        config.request_header_timeout,
-    );
+    let max = config.max_request_header_bytes;
+    let timeout = deadline.saturating_duration_since(Instant::now());
     match head::read_request(&mut stream, max, timeout).await {
         Ok((head, request)) if request.websocket && config.websocket_fast_path => {
             tunnel::serve(&proxy, &config, stream, head, peer).await

@@ -16,18 +16,19 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span};
 
+use super::client::Client;
 use super::head::Head;
-use super::relay::{self, End};
-use super::{Proxy, respond};
+use super::relay::End;
+use super::{Proxy, forwarded, respond};
 use crate::config::Config;
 use connect::NoBackend;
 use handshake::Answer;
 
 /// Serves one WebSocket upgrade request whose head has been read.
-pub async fn serve(
+pub async fn serve<C: Client>(
     proxy: &Proxy,
     config: &Config,
-    mut client: TcpStream,
+    mut client: C,
     request: Head,
     peer: SocketAddr,
 ) {
@@ -37,6 +38,7 @@ pub async fn serve(
             return;
         };
         tracing::Span::current().record("backend", reservation.backend().label());
+        let request = forwarded::set_proto(request, C::PROTO);
         upgrade(proxy, config, client, backend, reservation, request).await;
     }
     .instrument(span)
@@ -48,7 +50,7 @@ pub async fn serve(
 async fn route(
     proxy: &Proxy,
     config: &Config,
-    client: &mut TcpStream,
+    client: &mut impl Client,
 ) -> Option<(Reservation, TcpStream)> {
     let queued = tokio::time::Instant::now();
     let reservation = match proxy.table.reserve(config.queue_policy(), &[]).await {
@@ -75,10 +77,10 @@ async fn route(
 
 /// The handshake through the connected backend, then, on its `101`, the relay. The
 /// reservation is promoted on the `101` and released when this returns.
-async fn upgrade(
+async fn upgrade<C: Client>(
     proxy: &Proxy,
     config: &Config,
-    mut client: TcpStream,
+    mut client: C,
     mut backend: TcpStream,
     mut reservation: Reservation,
     request: Head,
@@ -108,7 +110,9 @@ async fn upgrade(
         }
     }
     let started = tokio::time::Instant::now();
-    let end = relay::relay(&client, &backend, config.websocket_idle_timeout).await;
+    let end = client
+        .relay(&mut backend, config.websocket_idle_timeout)
+        .await;
     finish(proxy, end, started.elapsed());
     drop(reservation);
 }
@@ -116,7 +120,7 @@ async fn upgrade(
 async fn reject<T>(
     proxy: &Proxy,
     config: &Config,
-    client: &mut TcpStream,
+    client: &mut impl Client,
     why: Rejected,
 ) -> Option<T> {
     debug!(reason = why.metric_label(), "upgrade refused");
@@ -128,7 +132,7 @@ async fn reject<T>(
 async fn refuse<T>(
     proxy: &Proxy,
     config: &Config,
-    client: &mut TcpStream,
+    client: &mut impl Client,
     reason: &str,
     body: &str,
 ) -> Option<T> {

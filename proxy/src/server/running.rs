@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::{App, Handles, Service};
 
 impl App {
-    fn into_server(self) -> (Server, Handles, SocketAddr, SocketAddr) {
+    fn into_server(self) -> (Server, Handles, [SocketAddr; 2], Option<SocketAddr>) {
         let mut server = Server::new_with_opt_and_conf(None, self.conf);
         server.bootstrap();
         for c in self.components {
@@ -22,7 +22,8 @@ impl App {
             }
             server.add_service(service);
         }
-        (server, self.handles, self.traffic_addr, self.admin_addr)
+        let addrs = [self.traffic_addr, self.admin_addr];
+        (server, self.handles, addrs, self.tls_addr)
     }
 
     /// Runs until SIGTERM (graceful: open connections get the grace period) or SIGINT (fast).
@@ -34,7 +35,7 @@ impl App {
     /// Runs on a thread of its own; the handle stops it.
     pub fn spawn(self) -> Running {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (server, handles, traffic_addr, admin_addr) = self.into_server();
+        let (server, handles, [traffic_addr, admin_addr], tls_addr) = self.into_server();
         let signal = Box::new(ChannelSignal(tokio::sync::Mutex::new(rx)));
         let thread = std::thread::Builder::new()
             .name("tidegate-server".into())
@@ -46,6 +47,7 @@ impl App {
             .unwrap_or_else(|e| panic!("cannot start the server thread: {e}"));
         Running {
             traffic_addr,
+            tls_addr,
             admin_addr,
             handles,
             stop: tx,
@@ -68,6 +70,8 @@ impl BackgroundService for Run {
 pub struct Running {
     /// Where client traffic is accepted.
     pub traffic_addr: SocketAddr,
+    /// Where TLS is served, if anywhere (see [`App::tls_addr`]).
+    pub tls_addr: Option<SocketAddr>,
     /// Where the admin endpoints are served.
     pub admin_addr: SocketAddr,
     /// The shared pieces: table, catalog, scaler status, pool, …

@@ -14,4 +14,5 @@ mod local_mode;
 mod relay;
 mod reload;
 mod routing;
+mod tls;
 mod websocket;

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod tls;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long any wait in a test may take before it fails (generous for a loaded 2-core box).

@@ -1,0 +1,332 @@
+//! TLS termination with real clients verifying against a test CA: `wss://` on the fast path and
+//! `https://` through pingora, `X-Forwarded-Proto: https`, a plain and a TLS listener in one
+//! process, SNI selection, rotation from a Secret volume under open WebSockets, and bad input
+//! (plain HTTP, garbage, a stalled or refused handshake) closed and counted without touching a
+//! backend.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tidegate_proxy::config::{Config, SniCertificate, TlsSection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::tls::*;
+use crate::support::*;
+
+const HOST: &str = "tidegate.test";
+
+fn tls_config(backends: &[SocketAddr], volume: &SecretVolume) -> Config {
+    let mut c = config(backends, 10);
+    c.tls = Some(TlsSection {
+        cert_file: volume.cert(),
+        key_file: volume.key(),
+        certificates: Vec::new(),
+        listen: None,
+    });
+    c
+}
+
+fn metric(m: &str, series: &str) -> f64 {
+    sample(m, series).unwrap_or(0.0)
+}
+
+/// A backend that records the first request head it gets and answers it: `101` to an upgrade
+/// (then holds the socket), `200` with the head as body to anything else.
+async fn recording_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind(loopback0()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut n = 0;
+                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => n += k,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let answer = if head.to_ascii_lowercase().contains("upgrade: websocket") {
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_owned()
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+                        head.len()
+                    )
+                };
+                let _ = tx.send(head);
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.read(&mut buf).await; // hold until the proxy closes
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Writes `request` over a verified TLS connection and reads until `until` is seen or the
+/// server closes.
+async fn tls_exchange(addr: SocketAddr, ca: &TestCa, request: &str, until: &str) -> String {
+    let mut s = connect(addr, HOST, ca.client_config()).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains(until) {
+        match tokio::time::timeout(DEADLINE, s.read(&mut buf))
+            .await
+            .unwrap()
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_and_https_are_terminated_and_backends_are_told_https() {
+    let ca = TestCa::new();
+    let volume = SecretVolume::new(&ca.leaf(&[HOST]));
+    let echo = Backend::start().await;
+    let mut c = tls_config(&[echo.addr], &volume);
+    c.tls.as_mut().unwrap().listen = Some(loopback0());
+    let proxy = start_proxy(c);
+    let tls_addr = proxy.tls_addr.unwrap();
+    assert_ne!(tls_addr, proxy.traffic_addr, "a second listener for TLS");
+
+    // wss:// on the fast path, verified against the CA, next to a plain ws:// on `listen`.
+    let (mut secure, _) = wss(tls_addr, HOST, ca.client_config()).await;
+    let mut plain = ws(&proxy).await;
+    echo_once(&mut secure, "over tls").await;
+    echo_once(&mut plain, "in the clear").await;
+    let big = "x".repeat(200_000);
+    echo_once(&mut secure, &big).await;
+    assert_counts_match(&proxy, &[&echo]).await;
+
+    // https:// through pingora's plain-HTTP path.
+    let health = tls_exchange(
+        tls_addr,
+        &ca,
+        "GET /healthz HTTP/1.1\r\nHost: tidegate.test\r\nConnection: close\r\n\r\n",
+        "\r\n\r\n",
+    )
+    .await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let m = metrics(&proxy).await;
+    assert!(
+        metric(&m, "tidegate_tls_handshakes_total{version=\"tls1_3\"}") >= 2.0,
+        "{m}"
+    );
+    drop((secure, plain));
+
+    // What backends are told, on both paths and both listeners: the client's claim is replaced.
+    let (recorder, mut heads) = recording_backend().await;
+    let mut c = tls_config(&[recorder], &volume);
+    c.tls.as_mut().unwrap().listen = Some(loopback0());
+    let proxy = start_proxy(c);
+    let upgrade = "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-Proto: ftp\r\n\r\n";
+    let answer = tls_exchange(proxy.tls_addr.unwrap(), &ca, upgrade, "\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let head = heads.recv().await.unwrap();
+    assert!(
+        head.contains("X-Forwarded-Proto: https\r\n") && !head.contains("ftp"),
+        "{head}"
+    );
+    let get = "GET /x HTTP/1.1\r\nHost: t\r\nX-Forwarded-Proto: ftp\r\nConnection: close\r\n\r\n";
+    let answer = tls_exchange(proxy.tls_addr.unwrap(), &ca, get, "\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("x-forwarded-proto: https\r\n") && !head.contains("ftp"),
+        "{head}"
+    );
+    let plain_get = raw(proxy.traffic_addr, get.as_bytes()).await;
+    assert!(plain_get.starts_with("HTTP/1.1 200"), "{plain_get}");
+    let head = heads.recv().await.unwrap().to_ascii_lowercase();
+    assert!(head.contains("x-forwarded-proto: http\r\n"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_selects_the_certificate_with_a_default() {
+    let ca = TestCa::new();
+    let (default, a, w) = (
+        ca.leaf(&[HOST, "other.test"]),
+        ca.leaf(&["a.test"]),
+        ca.leaf(&["*.w.test"]),
+    );
+    let volumes = [&default, &a, &w].map(SecretVolume::new);
+    let echo = Backend::start().await;
+    let mut c = tls_config(&[echo.addr], &volumes[0]);
+    let entry = |v: &SecretVolume, hosts: &[&str]| SniCertificate {
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        cert_file: v.cert(),
+        key_file: v.key(),
+        name: None,
+    };
+    c.tls.as_mut().unwrap().certificates = vec![
+        entry(&volumes[1], &["a.test"]),
+        entry(&volumes[2], &["*.w.test"]),
+    ];
+    let proxy = start_proxy(c);
+    let addr = proxy.tls_addr.unwrap();
+    assert_eq!(addr, proxy.traffic_addr, "listen itself speaks TLS");
+    for (name, want) in [
+        ("a.test", &a),
+        ("x.w.test", &w),
+        ("other.test", &default),
+        (HOST, &default),
+    ] {
+        let (mut socket, served_leaf) = wss(addr, name, ca.client_config()).await;
+        assert_eq!(served_leaf, want.der, "certificate served for {name}");
+        echo_once(&mut socket, name).await;
+    }
+    let m = metrics(&proxy).await;
+    for name in ["default", "a.test", "*.w.test"] {
+        let series =
+            format!("tidegate_tls_certificate_expiry_timestamp_seconds{{name=\"{name}\"}}");
+        assert!(metric(&m, &series) > 1.7e9, "{series}:\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_open_websockets_and_serves_the_new_certificate_to_new_ones() {
+    let ca = TestCa::new();
+    let first = ca.leaf(&[HOST]);
+    let mut volume = SecretVolume::new(&first);
+    let echo = Backend::start().await;
+    let proxy = start_proxy(tls_config(&[echo.addr], &volume));
+    let addr = proxy.tls_addr.unwrap();
+    let reloads = |result: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let m = metrics(proxy).await;
+            metric(
+                &m,
+                &format!("tidegate_tls_reloads_total{{result=\"{result}\"}}"),
+            )
+        }
+    };
+
+    let (mut old, old_leaf) = wss(addr, HOST, ca.client_config()).await;
+    assert_eq!(old_leaf, first.der);
+
+    let second = ca.leaf(&[HOST]);
+    volume.update(&second.chain_pem, &second.key_pem);
+    wait_until("the new pair is loaded", || async {
+        reloads("ok").await == 1.0
+    })
+    .await;
+    let (mut new, new_leaf) = wss(addr, HOST, ca.client_config()).await;
+    assert_eq!(
+        new_leaf, second.der,
+        "new handshakes get the new certificate"
+    );
+    echo_once(&mut old, "still here").await;
+    echo_once(&mut new, "new one").await;
+
+    // A broken update (a certificate with somebody else's key) keeps the second pair.
+    let third = ca.leaf(&[HOST]);
+    volume.update(&third.chain_pem, &first.key_pem);
+    wait_until("the bad pair is refused", || async {
+        reloads("error").await == 1.0
+    })
+    .await;
+    let (mut newer, newer_leaf) = wss(addr, HOST, ca.client_config()).await;
+    assert_eq!(
+        newer_leaf, second.der,
+        "a refused pair leaves the one in force"
+    );
+    for (ws, text) in [(&mut old, "a"), (&mut new, "b"), (&mut newer, "c")] {
+        echo_once(ws, text).await;
+    }
+    assert_eq!(reloads("ok").await, 1.0);
+    assert_eq!(echo.stats.open(), 3);
+    assert_counts_match(&proxy, &[&echo]).await;
+    let m = metrics(&proxy).await;
+    assert_eq!(upgrades_total(&m, &[echo.addr], "ok"), 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_handshakes_are_closed_and_counted_without_touching_a_backend() {
+    let ca = TestCa::new();
+    let volume = SecretVolume::new(&ca.leaf(&[HOST]));
+    let echo = Backend::start().await;
+    let mut c = tls_config(&[echo.addr], &volume);
+    c.request_header_timeout = Duration::from_millis(500);
+    let proxy = start_proxy(c);
+    let addr = proxy.tls_addr.unwrap();
+
+    let plain = get(addr, "/").await;
+    assert!(
+        plain.starts_with("HTTP/1.1 400 ") && plain.contains("speaks TLS"),
+        "{plain}"
+    );
+    let garbage = raw(addr, b"\x00\x01\x02 hello\r\n\r\n").await;
+    assert_eq!(garbage, "", "closed without a word");
+
+    // A stalled handshake: the start of a record, then silence, closed at the deadline.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(DEADLINE, stalled.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A client that trusts another CA refuses the certificate.
+    let stranger = TestCa::new();
+    assert!(connect(addr, HOST, stranger.client_config()).await.is_err());
+    // A client offering only h2.
+    let mut h2_only = (*ca.client_config()).clone();
+    h2_only.alpn_protocols = vec![b"h2".to_vec()];
+    assert!(
+        connect(addr, HOST, std::sync::Arc::new(h2_only))
+            .await
+            .is_err()
+    );
+
+    let m = metrics(&proxy).await;
+    for reason in [
+        "plaintext_http",
+        "not_tls",
+        "timeout",
+        "certificate_rejected",
+        "no_application_protocol",
+    ] {
+        wait_until(&format!("{reason} counted"), || async {
+            let m = metrics(&proxy).await;
+            metric(
+                &m,
+                &format!("tidegate_tls_handshake_errors_total{{reason=\"{reason}\"}}"),
+            ) == 1.0
+        })
+        .await;
+    }
+    // None of it reached a backend or a count.
+    assert_eq!(echo.stats.accepted(), 0);
+    let backend = echo.addr.to_string();
+    for gauge in [
+        "tidegate_backend_connections",
+        "tidegate_backend_pending_connections",
+    ] {
+        assert_eq!(
+            metric(&m, &format!("{gauge}{{backend=\"{backend}\"}}")),
+            0.0
+        );
+    }
+    assert!(!m.contains("tidegate_upgrades_total{"), "{m}");
+    assert!(!m.contains("tidegate_bad_requests_total{"), "{m}");
+
+    // And the port still serves a good client.
+    let (mut ok, _) = wss(addr, HOST, ca.client_config()).await;
+    echo_once(&mut ok, "fine").await;
+}
