@@ -130,3 +130,24 @@ fn check_config_reads_the_tls_pairs_and_names_the_wrong_file() {
         "{err}"
     );
 }
+
+#[test]
+fn the_tls_overlay_config_is_valid_and_reads_the_mounted_secret() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/overlays/tls");
+    let text = std::fs::read_to_string(dir.join("configmap-patch.yaml")).unwrap();
+    let cm: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let config = cm["data"]["config.yaml"].as_str().unwrap();
+    let c =
+        tidegate_proxy::config::parse(config, "deploy/overlays/tls/configmap-patch.yaml").unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.listen.map(|a| a.port()), Some(8443));
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    for file in [&tls.cert_file, &tls.key_file] {
+        let mount = file.parent().unwrap().display().to_string();
+        assert!(
+            kustomization.contains(&format!("mountPath: {mount}")),
+            "{mount} is not mounted"
+        );
+    }
+    assert!(kustomization.contains("containerPort: 8443"));
+}
