@@ -1,18 +1,17 @@
 //! The client side of a connection: a plain TCP socket or a terminated TLS stream
 //! ([`crate::tls::Stream`]). The paths after accept (head, fast path, pingora) are written once
 //! over [`Client`], which says the few things that differ: the scheme the client used, how to
-//! wait for its first bytes without a buffer, how to relay it, and how pingora takes it over.
+//! wait for its first bytes without a buffer, and how pingora takes it over. The relay
+//! ([`super::relay`]) is generic over its streams and needs nothing more: `wss://` WebSockets
+//! get the same frame tracking, drain closes and counts as `ws://` ones.
 
 use std::future::Future;
 use std::io;
-use std::time::Duration;
 
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::relay::{self, End};
-use super::stream_relay;
 use crate::tls;
 
 /// What the data plane needs of a client connection.
@@ -23,13 +22,6 @@ pub trait Client: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {
     /// Waits until the first request bytes can be read, holding no buffer while it waits.
     fn ready(&self) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Relays with `backend` until either side ends or nothing moves for `idle`.
-    fn relay(
-        &mut self,
-        backend: &mut TcpStream,
-        idle: Duration,
-    ) -> impl Future<Output = End> + Send;
-
     /// The connection as pingora's transport, replaying `already_read` first.
     fn into_pingora(self, already_read: &[u8]) -> pingora::protocols::Stream;
 }
@@ -39,15 +31,6 @@ impl Client for TcpStream {
 
     fn ready(&self) -> impl Future<Output = io::Result<()>> + Send {
         self.readable()
-    }
-
-    /// The readiness relay: no buffer while idle (docs/architecture.md, "No buffer while idle").
-    fn relay(
-        &mut self,
-        backend: &mut TcpStream,
-        idle: Duration,
-    ) -> impl Future<Output = End> + Send {
-        relay::relay(self, backend, idle)
     }
 
     fn into_pingora(self, already_read: &[u8]) -> pingora::protocols::Stream {
@@ -64,14 +47,6 @@ impl Client for tls::Stream {
     /// client's Finished), where waiting on the socket would not see it.
     async fn ready(&self) -> io::Result<()> {
         Ok(())
-    }
-
-    fn relay(
-        &mut self,
-        backend: &mut TcpStream,
-        idle: Duration,
-    ) -> impl Future<Output = End> + Send {
-        stream_relay::relay(self, backend, idle)
     }
 
     fn into_pingora(self, already_read: &[u8]) -> pingora::protocols::Stream {
