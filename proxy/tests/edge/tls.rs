@@ -2,7 +2,7 @@
 //! `https://` through pingora, `X-Forwarded-Proto: https`, a plain and a TLS listener in one
 //! process, SNI selection, rotation from a Secret volume under open WebSockets, and bad input
 //! (plain HTTP, garbage, a stalled or refused handshake) closed and counted without touching a
-//! backend.
+//! backend; and the drain's 1001 closes reaching `wss://` WebSockets as they reach plain ones.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +10,9 @@ use std::time::Duration;
 use tidegate_proxy::config::{Config, SniCertificate, TlsSection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::support::frames;
 use crate::support::tls::*;
 use crate::support::*;
 
@@ -329,4 +331,65 @@ async fn bad_handshakes_are_closed_and_counted_without_touching_a_backend() {
     // And the port still serves a good client.
     let (mut ok, _) = wss(addr, HOST, ca.client_config()).await;
     echo_once(&mut ok, "fine").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_closes_wss_websockets_with_1001_at_a_frame_boundary_like_plain_ones() {
+    let ca = TestCa::new();
+    let volume = SecretVolume::new(&ca.leaf(&[HOST]));
+    let echo = Backend::start().await;
+    let mut c = tls_config(&[echo.addr], &volume);
+    c.tls.as_mut().unwrap().listen = Some(loopback0());
+    (c.grace_period, c.websocket_close_timeout) = (Duration::from_secs(6), Duration::from_secs(5));
+    let proxy = start_proxy(c);
+    let registry = proxy.handles.admin.registry.clone();
+    let tls_addr = proxy.tls_addr.unwrap();
+    // Over TLS, frames by hand: the first 1 KiB of a 64 KiB frame now, the rest once draining.
+    // Opened first, so the drain asks it first (at the grace's start; the others follow at
+    // grace / 2 / 3 intervals).
+    let mut raw = connect(tls_addr, HOST, ca.client_config()).await.unwrap();
+    frames::upgrade(&mut raw).await;
+    let frame = frames::binary_frame(64 * 1024);
+    let cut = 14 + 1024;
+    frames::write_through(&mut raw, &frame[..cut], &echo).await;
+    let (mut secure, _) = wss(tls_addr, HOST, ca.client_config()).await;
+    let mut plain = ws(&proxy).await;
+    echo_once(&mut secure, "over tls").await;
+    echo_once(&mut plain, "in the clear").await;
+
+    let closes = [
+        tokio::spawn(frames::close_of(secure)),
+        tokio::spawn(frames::close_of(plain)),
+    ];
+    proxy.begin_graceful_stop();
+    let shared = std::sync::Arc::clone(&proxy.handles.proxy);
+    wait_until("draining", || async { shared.drain.is_draining() }).await;
+    let rest = frames::close_after_frame(&mut raw, &frame[cut..])
+        .await
+        .expect("a clean TLS close (close_notify)");
+    assert!(rest.is_empty(), "the big frame's echo came after the close");
+    for close in closes {
+        let (code, _) = close.await.unwrap();
+        assert_eq!(code, Some(CloseCode::Away), "wss:// and ws:// get 1001");
+    }
+
+    wait_until("the backend saw every close", || async {
+        echo.stats.open() == 0
+    })
+    .await;
+    assert_eq!(echo.stats.close_codes(), vec![Some(1001); 3], "masked 1001");
+    let started = tokio::time::Instant::now();
+    tokio::task::spawn_blocking(move || proxy.stop_gracefully())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "over without waiting for the grace's end"
+    );
+    let m = tidegate_proxy::metrics::render(&registry);
+    let closes = "tidegate_websocket_closes_total{cause=\"shutdown\"}";
+    assert_eq!(metric(&m, closes), 3.0, "{m}");
+    let ends = "tidegate_connection_duration_seconds_count{end=\"proxy_closed\"}";
+    assert_eq!(metric(&m, ends), 3.0, "{m}");
+    assert_eq!(metric(&m, "tidegate_shutdown_cut_connections_total"), 0.0);
 }

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod frames;
 pub mod tls;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
