@@ -95,17 +95,17 @@ impl BackendTable {
             specs.into_iter().map(|s| (s.address, s)).collect();
         let mut next = Vec::with_capacity(wanted.len());
         for backend in self.backends.load().iter() {
-            match wanted.remove(&backend.address()) {
-                Some(spec) => {
-                    backend.set_capacity(spec.capacity);
-                    backend.set_state(spec.state);
-                    next.push(Arc::clone(backend));
-                }
-                None if backend.occupied() > 0 || backend.inflight_requests() > 0 => {
-                    backend.set_state(BackendState::Removed);
-                    next.push(Arc::clone(backend));
-                }
-                None => backend.set_state(BackendState::Removed),
+            if let Some(spec) = wanted.remove(&backend.address()) {
+                backend.set_capacity(spec.capacity);
+                backend.set_state(spec.state);
+                next.push(Arc::clone(backend));
+                continue;
+            }
+            // State first, then the counts: a route racing with this either sees `Removed` and
+            // gives its slot back, or its slot is seen here and the backend stays, counted.
+            backend.set_state(BackendState::Removed);
+            if backend.occupied() > 0 || backend.inflight_requests() > 0 {
+                next.push(Arc::clone(backend));
             }
         }
         let mut added: Vec<_> = wanted.into_values().collect();

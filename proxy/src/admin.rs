@@ -4,7 +4,7 @@
 //! sample a second).
 //!
 //! Answers are small and built at request time; each connection carries one request and is
-//! closed, so a stuck scraper cannot hold anything.
+//! closed, and writing the answer is bounded in time, so a stuck scraper cannot hold anything.
 
 pub mod history;
 pub mod state;
@@ -143,9 +143,13 @@ async fn write(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    if !head_only {
-        let _ = stream.write_all(body.as_bytes()).await;
-    }
-    let _ = stream.shutdown().await;
+    // A scraper that stops reading must not hold the connection (and its task) forever.
+    let _ = tokio::time::timeout(respond::WRITE_TIMEOUT, async {
+        stream.write_all(head.as_bytes()).await?;
+        if !head_only {
+            stream.write_all(body.as_bytes()).await?;
+        }
+        stream.shutdown().await
+    })
+    .await;
 }

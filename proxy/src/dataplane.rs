@@ -2,8 +2,9 @@
 //!
 //! The path of one connection, in the order the modules run:
 //! 1. [`listener`] accepts it (its own accept loop as a pingora background service);
-//! 2. [`head`] reads its first request head, bounded in size and time, and tells a WebSocket
-//!    upgrade from everything else;
+//! 2. [`inbound`] sets its socket options, reads the PROXY header ([`proxy_protocol`]) if one is
+//!    expected, and settles who the [`client`] is; [`head`] reads and checks its first request
+//!    head, bounded in size and time, and tells a WebSocket upgrade from everything else;
 //! 3. an upgrade takes the fast path in [`tunnel`]: reserve a slot under the cap in the backend
 //!    table (the routing rule and the count invariant live in `tidegate_common::table`),
 //!    connect, pass the handshake, promote the reservation on the `101`, then [`relay`] the two
@@ -11,8 +12,9 @@
 //! 4. anything else goes to pingora's HTTP proxy in [`http`], with the same reservation rules for
 //!    upgrades that arrive later on a kept-alive connection.
 //!
-//! The client side is plain TCP or a TLS stream terminated by [`crate::tls`]; [`client`] says
-//! what differs, and [`forwarded`] tells backends which it was (`X-Forwarded-Proto`).
+//! The client's stream is plain TCP or TLS terminated by [`crate::tls`] (between the PROXY header
+//! and the first head); [`transport`] says what differs, and the client's scheme reaches
+//! backends as `X-Forwarded-Proto` through [`client::Forwarding`].
 //!
 //! The relay follows the WebSocket frames both ways ([`frames`]) so that it can close a
 //! connection properly when asked: [`connections`] counts every open connection and gives each
@@ -25,14 +27,16 @@
 pub mod client;
 pub mod connections;
 pub mod drain;
-pub mod forwarded;
 pub mod frames;
 pub mod head;
 pub mod http;
+pub mod inbound;
 pub mod listener;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod respond;
+pub mod transport;
 pub mod tunnel;
 
 use std::sync::Arc;

@@ -159,10 +159,16 @@ impl Acceptor {
         Ok((acceptor, rotation))
     }
 
-    /// The handshake on an accepted socket, to be done by `deadline`; `None` once a failure
-    /// has been counted and the socket closed.
-    pub async fn accept(&self, tcp: TcpStream, deadline: Instant) -> Option<Stream> {
-        match accept::handshake(&self.inner, tcp, deadline).await {
+    /// The handshake on an accepted socket whose first bytes `already` were read off it (what
+    /// followed a PROXY header; empty without one), to be done by `deadline`; `None` once a
+    /// failure has been counted and the socket closed.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+        already: Vec<u8>,
+        deadline: Instant,
+    ) -> Option<Stream> {
+        match accept::handshake(&self.inner, tcp, already, deadline).await {
             Ok(stream) => {
                 let version = version_label(stream.get_ref().1.protocol_version());
                 self.metrics.handshakes.with_label_values(&[version]).inc();

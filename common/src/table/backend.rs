@@ -126,12 +126,13 @@ impl Backend {
 
     /// live + pending: what the capacity limits.
     pub fn occupied(&self) -> u32 {
-        self.occupied.load(Ordering::Acquire)
+        // SeqCst with `state`: see `try_take_slot`.
+        self.occupied.load(Ordering::SeqCst)
     }
 
     /// Plain HTTP requests in flight (not limited by the capacity).
     pub fn inflight_requests(&self) -> u32 {
-        self.inflight_requests.load(Ordering::Acquire)
+        self.inflight_requests.load(Ordering::SeqCst)
     }
 
     /// The most live + pending WebSockets this backend is given.
@@ -141,11 +142,11 @@ impl Backend {
 
     /// Whether the backend takes new connections.
     pub fn state(&self) -> BackendState {
-        BackendState::from_u8(self.state.load(Ordering::Acquire))
+        BackendState::from_u8(self.state.load(Ordering::SeqCst))
     }
 
     pub(crate) fn set_state(&self, state: BackendState) {
-        let old = self.state.swap(state as u8, Ordering::AcqRel);
+        let old = self.state.swap(state as u8, Ordering::SeqCst);
         if old != state as u8 {
             self.slots.capacity_changed();
         }
@@ -167,10 +168,15 @@ impl Backend {
     }
 
     /// Takes one slot if `occupied < capacity` (compare-and-swap, so never overshoots).
+    ///
+    /// The caller re-reads `state` after this succeeds; the table's writer sets `state` before
+    /// it reads `occupied` to decide whether a removed backend can leave. All four accesses are
+    /// `SeqCst`, so at least one side sees the other: either the router sees the new state and
+    /// gives the slot back, or the writer sees the slot and keeps the backend, counted.
     pub(super) fn try_take_slot(&self) -> bool {
         let cap = self.capacity();
         self.occupied
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < cap).then_some(n + 1)
             })
             .is_ok()
@@ -192,7 +198,8 @@ impl Backend {
 
     /// One more plain HTTP request in flight.
     pub(super) fn request_started(&self) {
-        self.inflight_requests.fetch_add(1, Ordering::AcqRel);
+        // SeqCst with `state`, as for `try_take_slot`.
+        self.inflight_requests.fetch_add(1, Ordering::SeqCst);
     }
 
     /// One plain HTTP request fewer in flight.

@@ -49,8 +49,15 @@ impl BackendTable {
     /// they limit WebSockets) and counts the request until the guard drops.
     pub fn route_request(&self, now: Instant, exclude: &[SocketAddr]) -> Option<InflightRequest> {
         let backends = self.backends.load();
-        let pick = self.pick(&backends, now, exclude, Load::Request).ok()?;
-        Some(InflightRequest::new(pick))
+        for _ in 0..ROUNDS {
+            let pick = self.pick(&backends, now, exclude, Load::Request).ok()?;
+            let request = InflightRequest::new(pick);
+            // As for a reservation: the snapshot may predate the backend's removal.
+            if eligible_tier(pick).is_some() {
+                return Some(request);
+            }
+        }
+        None
     }
 
     /// The least-loaded backend with room, ties at random, among the preferred group: ready

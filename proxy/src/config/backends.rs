@@ -23,6 +23,9 @@ pub struct Backends {
     pub local: Option<LocalBackends>,
     /// The endpoints of a Kubernetes Service, from its EndpointSlices. Default: off.
     pub kubernetes: Option<super::KubernetesBackends>,
+    /// Open every backend connection with a PROXY header naming the client (`off` or `v2`).
+    /// Default `off`.
+    pub send_proxy_protocol: super::SendProxyProtocol,
 }
 
 /// `backends.local`: a pool of backend processes on this machine.

@@ -17,12 +17,12 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::IntCounterVec;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
-use super::client::Client;
 use super::http::{self, HttpProxy};
-use super::{Proxy, head, respond, tunnel};
+use super::transport::Transport;
+use super::{Proxy, inbound, tunnel};
+use crate::config::Config;
 use crate::tls;
 
 /// Pending connections the kernel queues per listener (bursts of reconnects).
@@ -149,23 +149,29 @@ impl BackgroundService for Traffic {
     }
 }
 
-/// One accepted socket: the TLS handshake if the listener speaks TLS, then [`serve`]. The
-/// handshake and the first head share one deadline, `request_header_timeout` from accept.
+/// One accepted socket: its socket options and PROXY header ([`inbound::arrive`]), the TLS
+/// handshake if the listener speaks TLS (fed the bytes read after the PROXY header), then
+/// [`serve`]. The PROXY header, the handshake and the first head share one deadline,
+/// `request_header_timeout` from accept.
 async fn accept(
     proxy: Arc<Proxy>,
     http: Arc<HttpProxy>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shutdown: ShutdownWatch,
     tls: Option<Arc<tls::Acceptor>>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + proxy.config.load().request_header_timeout;
+    let config = proxy.config.load_full();
+    let Some(mut arrival) = inbound::arrive(&proxy, &config, &mut stream, peer).await else {
+        return;
+    };
+    let ends = (&*proxy, &http, &*config, &shutdown);
     match tls {
-        None => serve(proxy, http, stream, peer, shutdown, deadline).await,
+        None => serve(ends, stream, arrival).await,
         Some(acceptor) => {
-            if let Some(stream) = acceptor.accept(stream, deadline).await {
-                serve(proxy, http, stream, peer, shutdown, deadline).await
+            let already = std::mem::take(&mut arrival.already);
+            if let Some(stream) = acceptor.accept(stream, already, arrival.deadline).await {
+                serve(ends, stream, arrival).await
             }
         }
     }
@@ -185,30 +191,27 @@ fn until_either(mut a: ShutdownWatch, mut b: ShutdownWatch) -> ShutdownWatch {
     rx
 }
 
+/// What [`serve`] runs with: the proxy, pingora's HTTP path, the config the connection was
+/// accepted under, and the traffic listener's stop signal.
+type Context<'a> = (&'a Proxy, &'a Arc<HttpProxy>, &'a Config, &'a ShutdownWatch);
+
 /// One client connection: read its first head, then the WebSocket fast path or pingora.
 async fn serve(
-    proxy: Arc<Proxy>,
-    http: Arc<HttpProxy>,
-    mut stream: impl Client,
-    peer: SocketAddr,
-    shutdown: ShutdownWatch,
-    deadline: Instant,
+    (proxy, http, config, shutdown): Context<'_>,
+    mut stream: impl Transport,
+    arrival: inbound::Arrival,
 ) {
-    let config = proxy.config.load_full();
-    let max = config.max_request_header_bytes;
-    let timeout = deadline.saturating_duration_since(Instant::now());
-    match head::read_request(&mut stream, max, timeout).await {
-        Ok((head, request)) if request.websocket && config.websocket_fast_path => {
-            tunnel::serve(&proxy, &config, stream, head, peer).await
-        }
-        Ok((head, _)) => http::hand_over(&http, stream, head, &shutdown).await,
-        Err(e) => {
-            debug!(%peer, error = %e, "bad request head");
-            let label = e.metric_label();
-            proxy.metrics.bad_requests.with_label_values(&[label]).inc();
-            if let Some((code, reason)) = e.status() {
-                respond::simple(&mut stream, code, reason, &[], &format!("{e}\n")).await;
-            }
-        }
+    let Some(opened) = inbound::open(proxy, config, &mut stream, arrival).await else {
+        return;
+    };
+    let inbound::Opened {
+        client,
+        head,
+        request,
+    } = opened;
+    if request.websocket && config.websocket_fast_path {
+        tunnel::serve(proxy, config, stream, head, &client).await
+    } else {
+        http::hand_over(http, stream, head, &client, shutdown).await
     }
 }

@@ -6,10 +6,17 @@
 //! A TLS connection starts with a handshake record (content type 0x16). A client that speaks
 //! plain HTTP to the TLS port starts with a method name instead: it gets a plaintext `400` that
 //! says so, since that is the one mistake a person makes by hand (`http://` for `https://`).
+//!
+//! Behind a load balancer speaking the PROXY protocol, the header is read off the socket first
+//! (`dataplane::inbound`), and that read may have taken the start of the ClientHello with it.
+//! Those bytes are the first the check looks at and the first rustls reads: they are handed to
+//! the connection and processed before the handshake goes on over the socket, as if they had
+//! just arrived on it.
 
 use std::io;
 
 use rustls::AlertDescription;
+use rustls::ServerConnection;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
@@ -102,27 +109,56 @@ fn rejects_certificate(alert: AlertDescription) -> bool {
     )
 }
 
-/// Runs the handshake on `tcp`, to be done by `deadline`.
+/// Runs the handshake on `tcp`, whose first bytes `already` were read off it, to be done by
+/// `deadline`.
 pub async fn handshake(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
+    already: Vec<u8>,
     deadline: Instant,
 ) -> Result<Stream, Refusal> {
-    let mut first = [0u8; 1];
-    match timeout_at(deadline, tcp.peek(&mut first)).await {
-        Err(_) => return Err(Refusal::Timeout),
-        Ok(Ok(0)) => return Err(Refusal::Closed),
-        Ok(Err(_)) => return Err(Refusal::Io),
-        Ok(Ok(_)) => {}
+    let first = match already.first() {
+        Some(&byte) => byte,
+        None => first_byte(&tcp, deadline).await?,
+    };
+    if first != HANDSHAKE_RECORD {
+        return Err(refuse_plaintext(tcp, first, deadline).await);
     }
-    if first[0] != HANDSHAKE_RECORD {
-        return Err(refuse_plaintext(tcp, first[0], deadline).await);
-    }
-    match timeout_at(deadline, acceptor.accept(tcp)).await {
+    let mut fed = Ok(());
+    let accept = acceptor.accept_with(tcp, |connection| fed = feed(connection, &already));
+    fed.map_err(|e| Refusal::from_handshake(&e))?;
+    match timeout_at(deadline, accept).await {
         Err(_) => Err(Refusal::Timeout),
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(Refusal::from_handshake(&e)),
     }
+}
+
+/// The first byte of the connection, left on the socket.
+async fn first_byte(tcp: &TcpStream, deadline: Instant) -> Result<u8, Refusal> {
+    let mut first = [0u8; 1];
+    match timeout_at(deadline, tcp.peek(&mut first)).await {
+        Err(_) => Err(Refusal::Timeout),
+        Ok(Ok(0)) => Err(Refusal::Closed),
+        Ok(Err(_)) => Err(Refusal::Io),
+        Ok(Ok(_)) => Ok(first[0]),
+    }
+}
+
+/// Gives `connection` the bytes read off its socket before the handshake started, and
+/// processes them: the handshake then sends what they call for before it reads the socket
+/// again (the records only buffered would wait for a socket read that may never come).
+fn feed(connection: &mut ServerConnection, mut already: &[u8]) -> io::Result<()> {
+    while !already.is_empty() {
+        if connection.read_tls(&mut already)? == 0 {
+            // A close_notify among them: nothing more is read.
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        connection
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    }
+    Ok(())
 }
 
 /// Answers a request that starts like HTTP (an upper-case method name) with a plaintext 400;

@@ -3,10 +3,11 @@
 //! the proxy already read (the first request head) are served again first, as
 //! `l4::Stream::rewind` does for plain TCP.
 //!
-//! pingora asks its transport for digests: the socket's (peer and local address, from the fd)
-//! and the TLS one (version and cipher, which is also how the HTTP path knows the request came
-//! over TLS: `session.digest().ssl_digest`). pingora's own TLS types are compiled out here (no
-//! TLS feature of pingora is on), so [`Ssl::get_ssl`] has nothing to give and says `None`.
+//! pingora asks its transport for digests: the socket's (peer and local address: the client as
+//! the data plane settled it, PROXY header included, given by the caller) and the TLS one
+//! (version and cipher, which is also how the HTTP path knows the request came over TLS:
+//! `session.digest().ssl_digest`). pingora's own TLS types are compiled out here (no TLS
+//! feature of pingora is on), so [`Ssl::get_ssl`] has nothing to give and says `None`.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -38,10 +39,12 @@ pub struct HttpIo {
 }
 
 impl HttpIo {
-    /// Wraps `inner`, whose first bytes `already_read` have been read by the proxy.
-    pub fn new(inner: Stream, already_read: Vec<u8>) -> Self {
-        let (tcp, connection) = inner.get_ref();
-        let socket = Arc::new(SocketDigest::from_raw_fd(tcp.as_raw_fd()));
+    /// Wraps `inner`, whose first bytes `already_read` have been read by the proxy; `socket`
+    /// is the digest pingora reports for it (the data plane sets the client's address in it:
+    /// the PROXY header's source, not necessarily the TCP peer).
+    pub fn new(inner: Stream, already_read: Vec<u8>, socket: SocketDigest) -> Self {
+        let connection = inner.get_ref().1;
+        let socket = Arc::new(socket);
         let version = super::version_label(connection.protocol_version());
         let cipher = connection
             .negotiated_cipher_suite()
