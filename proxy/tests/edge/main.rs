@@ -21,5 +21,6 @@ mod reload;
 mod routing;
 mod smuggling;
 mod tls;
+mod tls_forwarding;
 mod upgrades;
 mod websocket;

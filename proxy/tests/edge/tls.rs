@@ -1,95 +1,27 @@
 //! TLS termination with real clients verifying against a test CA: `wss://` on the fast path and
-//! `https://` through pingora, `X-Forwarded-Proto: https`, a plain and a TLS listener in one
-//! process, SNI selection, rotation from a Secret volume under open WebSockets, and bad input
-//! (plain HTTP, garbage, a stalled or refused handshake) closed and counted without touching a
-//! backend; and the drain's 1001 closes reaching `wss://` WebSockets as they reach plain ones.
+//! `https://` through pingora, a plain and a TLS listener in one process, SNI selection,
+//! rotation from a Secret volume under open WebSockets, and bad input (plain HTTP, garbage, a
+//! stalled or refused handshake) closed and counted without touching a backend; the drain's
+//! 1001 closes reaching `wss://` WebSockets as they reach plain ones, and a `wss://` client
+//! that leaves the queue seen leaving.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tidegate_proxy::config::{Config, SniCertificate, TlsSection};
+use tidegate_proxy::config::SniCertificate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::frames;
 use crate::support::tls::*;
 use crate::support::*;
 
-const HOST: &str = "tidegate.test";
-
-fn tls_config(backends: &[SocketAddr], volume: &SecretVolume) -> Config {
-    let mut c = config(backends, 10);
-    c.tls = Some(TlsSection {
-        cert_file: volume.cert(),
-        key_file: volume.key(),
-        certificates: Vec::new(),
-        listen: None,
-    });
-    c
-}
-
 fn metric(m: &str, series: &str) -> f64 {
     sample(m, series).unwrap_or(0.0)
 }
 
-/// A backend that records the first request head it gets and answers it: `101` to an upgrade
-/// (then holds the socket), `200` with the head as body to anything else.
-async fn recording_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind(loopback0()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => n += k,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let answer = if head.to_ascii_lowercase().contains("upgrade: websocket") {
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_owned()
-                } else {
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
-                        head.len()
-                    )
-                };
-                let _ = tx.send(head);
-                let _ = s.write_all(answer.as_bytes()).await;
-                let _ = s.read(&mut buf).await; // hold until the proxy closes
-            });
-        }
-    });
-    (addr, rx)
-}
-
-/// Writes `request` over a verified TLS connection and reads until `until` is seen or the
-/// server closes.
-async fn tls_exchange(addr: SocketAddr, ca: &TestCa, request: &str, until: &str) -> String {
-    let mut s = connect(addr, HOST, ca.client_config()).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&out).contains(until) {
-        match tokio::time::timeout(DEADLINE, s.read(&mut buf))
-            .await
-            .unwrap()
-        {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wss_and_https_are_terminated_and_backends_are_told_https() {
+async fn wss_and_https_are_terminated_next_to_a_plain_listener() {
     let ca = TestCa::new();
     let volume = SecretVolume::new(&ca.leaf(&[HOST]));
     let echo = Backend::start().await;
@@ -109,7 +41,7 @@ async fn wss_and_https_are_terminated_and_backends_are_told_https() {
     assert_counts_match(&proxy, &[&echo]).await;
 
     // https:// through pingora's plain-HTTP path.
-    let health = tls_exchange(
+    let health = exchange(
         tls_addr,
         &ca,
         "GET /healthz HTTP/1.1\r\nHost: tidegate.test\r\nConnection: close\r\n\r\n",
@@ -123,32 +55,6 @@ async fn wss_and_https_are_terminated_and_backends_are_told_https() {
         "{m}"
     );
     drop((secure, plain));
-
-    // What backends are told, on both paths and both listeners: the client's claim is replaced.
-    let (recorder, mut heads) = recording_backend().await;
-    let mut c = tls_config(&[recorder], &volume);
-    c.tls.as_mut().unwrap().listen = Some(loopback0());
-    let proxy = start_proxy(c);
-    let upgrade = "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-Proto: ftp\r\n\r\n";
-    let answer = tls_exchange(proxy.tls_addr.unwrap(), &ca, upgrade, "\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
-    let head = heads.recv().await.unwrap();
-    assert!(
-        head.contains("X-Forwarded-Proto: https\r\n") && !head.contains("ftp"),
-        "{head}"
-    );
-    let get = "GET /x HTTP/1.1\r\nHost: t\r\nX-Forwarded-Proto: ftp\r\nConnection: close\r\n\r\n";
-    let answer = tls_exchange(proxy.tls_addr.unwrap(), &ca, get, "\r\n\r\n").await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let head = heads.recv().await.unwrap().to_ascii_lowercase();
-    assert!(
-        head.contains("x-forwarded-proto: https\r\n") && !head.contains("ftp"),
-        "{head}"
-    );
-    let plain_get = raw(proxy.traffic_addr, get.as_bytes()).await;
-    assert!(plain_get.starts_with("HTTP/1.1 200"), "{plain_get}");
-    let head = heads.recv().await.unwrap().to_ascii_lowercase();
-    assert!(head.contains("x-forwarded-proto: http\r\n"), "{head}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,4 +298,26 @@ async fn the_drain_closes_wss_websockets_with_1001_at_a_frame_boundary_like_plai
     let ends = "tidegate_connection_duration_seconds_count{end=\"proxy_closed\"}";
     assert_eq!(metric(&m, ends), 3.0, "{m}");
     assert_eq!(metric(&m, "tidegate_shutdown_cut_connections_total"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_client_that_leaves_the_queue_is_seen_leaving() {
+    let ca = TestCa::new();
+    let volume = SecretVolume::new(&ca.leaf(&[HOST]));
+    for fast_path in [true, false] {
+        let backend = crate::support::recording::Recording::upgrading().await;
+        let mut c = tls_config(&[backend.addr], &volume);
+        c.max_connections_per_backend = 1;
+        c.queue_timeout = Duration::from_secs(15);
+        c.websocket_fast_path = fast_path;
+        let proxy = start_proxy(c);
+        let addr = proxy.tls_addr.unwrap();
+        let (first, _) = wss(addr, HOST, ca.client_config()).await;
+        // Closed without a close_notify, as a client that goes away does.
+        let leaving = connect(addr, HOST, ca.client_config()).await.unwrap();
+        let left = leave_queue(&proxy, leaving).await;
+        assert_eq!(left, 1.0, "fast path {fast_path}");
+        drop(first);
+        assert_eq!(backend.conns().len(), 1, "fast path {fast_path}");
+    }
 }

@@ -1,18 +1,27 @@
 //! TLS for the black-box tests: a test CA made with rcgen, leaf certificates it signs, a
 //! directory laid out like a mounted `kubernetes.io/tls` Secret (its `..data` symlink swapped
-//! on update, as the kubelet does), and clients that verify the proxy against the CA.
+//! on update, as the kubelet does), and clients that verify the proxy against the CA — over
+//! a plain socket or behind a load balancer's PROXY header ([`Behind`]).
 
+use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
+use tidegate_proxy::config::{Config, TlsSection};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 
-use super::DEADLINE;
+use super::{DEADLINE, config};
+
+/// The name the test certificates are for.
+pub const HOST: &str = "tidegate.test";
 
 /// A WebSocket over a verified TLS connection.
 pub type Wss = WebSocketStream<TlsStream<TcpStream>>;
@@ -125,6 +134,18 @@ impl SecretVolume {
     }
 }
 
+/// A config whose `listen` speaks TLS with `volume`'s pair, cap 10 per backend.
+pub fn tls_config(backends: &[std::net::SocketAddr], volume: &SecretVolume) -> Config {
+    let mut c = config(backends, 10);
+    c.tls = Some(TlsSection {
+        cert_file: volume.cert(),
+        key_file: volume.key(),
+        certificates: Vec::new(),
+        listen: None,
+    });
+    c
+}
+
 /// A TLS connection to `addr` with SNI `name`, verified against `config`'s roots.
 pub async fn connect(
     addr: std::net::SocketAddr,
@@ -132,10 +153,105 @@ pub async fn connect(
     config: Arc<rustls::ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    connect_over(tcp, name, config).await
+}
+
+/// The client's TLS handshake over `io` with SNI `name`, verified against `config`'s roots.
+pub async fn connect_over<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
+    name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream<IO>> {
     let name = ServerName::try_from(name.to_owned()).unwrap();
-    tokio::time::timeout(DEADLINE, TlsConnector::from(config).connect(name, tcp))
+    tokio::time::timeout(DEADLINE, TlsConnector::from(config).connect(name, io))
         .await
         .expect("TLS handshake timed out")
+}
+
+/// A TCP connection whose first write (the ClientHello) goes out in one write with `header`
+/// in front of it, as a load balancer's PROXY header and the client's first bytes arrive in
+/// one segment: the proxy's read of the header then takes the start of the ClientHello too.
+pub struct Behind {
+    tcp: TcpStream,
+    header: Option<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl Behind {
+    pub async fn connect(addr: std::net::SocketAddr, header: Vec<u8>) -> Self {
+        Self {
+            tcp: TcpStream::connect(addr).await.unwrap(),
+            header: Some(header),
+            pending: Vec::new(),
+        }
+    }
+
+    /// A connection that has written `header` on its own already.
+    pub async fn after(addr: std::net::SocketAddr, header: &[u8]) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(header).await.unwrap();
+        Self {
+            tcp,
+            header: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes what the first write left unwritten.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pending.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Behind {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Behind {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(mut first) = this.header.take() {
+            first.extend_from_slice(buf);
+            this.pending = first;
+            // One write for both; what it leaves goes out on the next write or flush.
+            if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
 }
 
 /// The leaf certificate the server presented on `stream`.
@@ -158,4 +274,38 @@ pub async fn wss(
         .unwrap();
     assert_eq!(resp.status(), 101);
     (ws, leaf)
+}
+
+/// Writes `request` over a verified TLS connection to `addr` and reads until `until` is seen or
+/// the server closes.
+pub async fn exchange(
+    addr: std::net::SocketAddr,
+    ca: &TestCa,
+    request: &str,
+    until: &str,
+) -> String {
+    let mut s = connect(addr, HOST, ca.client_config()).await.unwrap();
+    exchange_over(&mut s, request, until).await
+}
+
+/// Writes `request` on `stream` and reads until `until` is seen or the server closes.
+pub async fn exchange_over(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    request: &str,
+    until: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains(until) {
+        match tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+            .await
+            .expect("no answer in time")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
