@@ -165,13 +165,13 @@ async fn accept(
     let Some(mut arrival) = inbound::arrive(&proxy, &config, &mut stream, peer).await else {
         return;
     };
-    let ends = (&*proxy, &http, &*config, &shutdown);
+    let listening = (&*proxy, &http, &*config, &shutdown);
     match tls {
-        None => serve(ends, stream, arrival).await,
+        None => serve(listening, stream, arrival).await,
         Some(acceptor) => {
             let already = std::mem::take(&mut arrival.already);
             if let Some(stream) = acceptor.accept(stream, already, arrival.deadline).await {
-                serve(ends, stream, arrival).await
+                serve(listening, stream, arrival).await
             }
         }
     }
@@ -193,11 +193,11 @@ fn until_either(mut a: ShutdownWatch, mut b: ShutdownWatch) -> ShutdownWatch {
 
 /// What [`serve`] runs with: the proxy, pingora's HTTP path, the config the connection was
 /// accepted under, and the traffic listener's stop signal.
-type Context<'a> = (&'a Proxy, &'a Arc<HttpProxy>, &'a Config, &'a ShutdownWatch);
+type Listening<'a> = (&'a Proxy, &'a Arc<HttpProxy>, &'a Config, &'a ShutdownWatch);
 
 /// One client connection: read its first head, then the WebSocket fast path or pingora.
 async fn serve(
-    (proxy, http, config, shutdown): Context<'_>,
+    (proxy, http, config, shutdown): Listening<'_>,
     mut stream: impl Transport,
     arrival: inbound::Arrival,
 ) {
