@@ -106,10 +106,17 @@ impl App {
                 source,
             })
         };
-        let traffic = bind(config.listen, "listen")?;
+        let traffic =
+            listener::bind_group(config.listen, config.threads).map_err(|source| Error::Bind {
+                addr: config.listen,
+                field: "listen",
+                source,
+            })?;
         let admin = bind(config.admin_listen, "admin_listen")?;
         let local = |l: &std::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-        let traffic_addr = local(&traffic, config.listen);
+        let traffic_addr = traffic
+            .first()
+            .map_or(config.listen, |l| local(l, config.listen));
         let admin_addr = local(&admin, config.admin_listen);
 
         let conf = server_conf(&config);
@@ -238,7 +245,7 @@ impl Assembly {
     /// The traffic and admin accept loops and the history sampler; returns what admin serves.
     fn add_listeners(
         &mut self,
-        traffic: std::net::TcpListener,
+        traffic: Vec<std::net::TcpListener>,
         admin: std::net::TcpListener,
         conf: &Arc<ServerConf>,
         threads: usize,
