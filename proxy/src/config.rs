@@ -16,6 +16,7 @@ mod backends;
 mod kubernetes;
 mod load;
 mod network;
+mod peers;
 mod scaler;
 
 use std::net::SocketAddr;
@@ -34,6 +35,9 @@ pub use load::{Error, MAX_CONFIG_BYTES, load_file, parse};
 pub use network::{
     Cidr, DEFAULT_KEEPALIVE_COUNT, DEFAULT_KEEPALIVE_IDLE, DEFAULT_KEEPALIVE_INTERVAL, Keepalive,
     ProxyProtocol, SendProxyProtocol, TcpKeepalive,
+};
+pub use peers::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_PEER_TIMEOUT, DEFAULT_SYNC_INTERVAL, KubernetesPeers, Peers,
 };
 pub use scaler::ScalerSection;
 
@@ -168,6 +172,9 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Kubernetes credentials. Default: `$KUBECONFIG`, `~/.kube/config` or the service account.
     pub kube_client: Option<KubeClientConfig>,
+    /// The other replicas of this edge: counts, caps, demand and drain marks are shared with
+    /// them. Default: off (this replica counts and caps alone).
+    pub peers: Option<Peers>,
 }
 
 impl Default for Config {
@@ -201,6 +208,7 @@ impl Default for Config {
             scaler: None,
             leader_election: None,
             kube_client: None,
+            peers: None,
         }
     }
 }
@@ -282,6 +290,20 @@ impl Config {
         }
         self.backends.validate()?;
         self.validate_kube()?;
+        if let Some(peers) = &self.peers {
+            peers.validate()?;
+        }
+        if self.backends.from_peers {
+            let alone = self.backends.static_.is_empty()
+                && self.backends.local.is_none()
+                && self.backends.kubernetes.is_none();
+            if self.peers.is_none() || !alone {
+                return invalid(
+                    "backends.from_peers",
+                    "a peers section and no other backend source".into(),
+                );
+            }
+        }
         if let Some(scaler) = &self.scaler {
             let kube = self.backends.kubernetes.is_some() && scaler.deployment.is_some();
             if self.backends.local.is_none() && !kube {

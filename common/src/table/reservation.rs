@@ -113,6 +113,7 @@ mod tests {
             cap,
             super::super::BackendState::Ready,
             Arc::default(),
+            super::super::backend::UNSHARED,
         ))
     }
 

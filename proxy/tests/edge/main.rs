@@ -16,6 +16,7 @@ mod fuzz;
 mod keepalive;
 mod limits;
 mod local_mode;
+mod peers;
 mod proxy_protocol;
 mod relay;
 mod reload;

@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod edge_process;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long any wait in a test may take before it fails (generous for a loaded 2-core box).
@@ -83,7 +85,12 @@ pub async fn ws(proxy: &Running) -> Ws {
 }
 
 pub async fn try_ws(proxy: &Running) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let url = format!("ws://{}/chat", proxy.traffic_addr);
+    try_ws_to(proxy.traffic_addr).await
+}
+
+/// A WebSocket through the proxy listening at `traffic`.
+pub async fn try_ws_to(traffic: SocketAddr) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("ws://{traffic}/chat");
     let (ws, resp) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
         .await
         .expect("handshake timed out")?;
@@ -169,7 +176,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> String {
     .await
 }
 
-fn body(response: &str) -> &str {
+pub fn body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
