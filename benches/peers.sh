@@ -15,6 +15,11 @@
 #   --no-tidegate-build | BUILD_TIDEGATE=0     use an existing tidegate binary, do not build it
 #   TIDEGATE=path                              tidegate binary (default $CARGO_TARGET_DIR/release/tidegate)
 #   REPEATS, STEPS, HOLD, HS_TIME, LAT_TIME, TP_MESSAGES   scenario sizes (defaults below)
+#   WORKERS=2                                  worker threads of HAProxy (nbthread) and tidegate
+#                                              (--threads); default 1. With more than 1, NGINX is
+#                                              left out (its workers are processes, and one is
+#                                              measured): run WORKERS=1 then WORKERS=2 for the
+#                                              1 -> 2 workers rows
 #   PRIORITY=-10                               renice the run (after the build) to shield it from
 #                                              other work on the machine (needs root)
 #
@@ -25,13 +30,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export RUST_LOG=${RUST_LOG:-warn}   # tidegate and its echo backend: warnings only
 QUICK=${QUICK:-0}
 TLS=${TLS:-0}
+WORKERS=${WORKERS:-1}
 BUILD_TIDEGATE=${BUILD_TIDEGATE:-1}
 BACKEND_CMD=${BACKEND_CMD:-}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --backend-cmd) BACKEND_CMD=$2; shift 2 ;;
     --no-tidegate-build) BUILD_TIDEGATE=0; shift ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "peers.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -157,7 +163,7 @@ haproxy_conf() {
 global
     # 2 fds per tunnel under a 20000 fd limit
     maxconn 9960
-    nbthread 1
+    nbthread $WORKERS
 defaults
     mode http
     maxconn 9960
@@ -229,7 +235,7 @@ tidegate_conf() {
   local i
   echo "listen: 127.0.0.1:$1"
   echo "admin_listen: 127.0.0.1:$2"
-  echo "threads: 1"
+  echo "threads: $WORKERS"
   echo "max_connections_per_backend: $CAP"
   echo "backends:"
   echo "  static:"
@@ -261,7 +267,7 @@ start_proxy() {
       args=(proxy --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin")
       for i in 0 1 2; do args+=(--backend "127.0.0.1:${BACKENDS[$i]}"); done
       args+=(--max-connections-per-backend "$CAP")
-      if "$TIDEGATE" proxy --help 2>&1 | grep -q -- '--threads'; then args+=(--threads 1); fi
+      if "$TIDEGATE" proxy --help 2>&1 | grep -q -- '--threads'; then args+=(--threads "$WORKERS"); fi
       if [[ -n $kind ]]; then
         tidegate_conf "$port" "$admin" "$kind" >"$WORK/tidegate.yaml"
         args=(proxy --config "$WORK/tidegate.yaml")
@@ -355,7 +361,8 @@ run_latency() {
 
 # Proxies in a rotated order each repeat, so none is always measured first or last.
 proxies_for() {
-  local rep=$1 list=(haproxy nginx) i n
+  local rep=$1 list=(haproxy) i n
+  [[ $WORKERS == 1 ]] && list+=(nginx)
   [[ $TIDEGATE_OK == 1 ]] && list+=(tidegate)
   n=${#list[@]}
   for i in $(seq 0 $((n - 1))); do echo "${list[$(((i + rep) % n))]}"; done

@@ -116,16 +116,29 @@ impl App {
                 source,
             })
         };
-        let traffic = bind(config.listen, "listen")?;
+        let traffic =
+            listener::bind_group(config.listen, config.threads).map_err(|source| Error::Bind {
+                addr: config.listen,
+                field: "listen",
+                source,
+            })?;
         let admin = bind(config.admin_listen, "admin_listen")?;
         let local = |l: &std::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-        let traffic_addr = local(&traffic, config.listen);
+        let traffic_addr = traffic
+            .first()
+            .map_or(config.listen, |l| local(l, config.listen));
         let admin_addr = local(&admin, config.admin_listen);
         let tls_listener = match config.tls.as_ref().and_then(|t| t.listen) {
-            Some(addr) => Some(bind(addr, "tls.listen")?),
+            Some(addr) => Some(
+                listener::bind_group(addr, config.threads).map_err(|source| Error::Bind {
+                    addr,
+                    field: "tls.listen",
+                    source,
+                })?,
+            ),
             None => None,
         };
-        let tls_addr = match (&config.tls, &tls_listener) {
+        let tls_addr = match (&config.tls, tls_listener.as_ref().and_then(|g| g.first())) {
             (None, _) => None,
             (Some(_), None) => Some(traffic_addr),
             (Some(section), Some(l)) => section.listen.map(|a| local(l, a)),
@@ -337,8 +350,8 @@ impl Assembly {
 
 /// The sockets bound before the components are built.
 struct Listeners {
-    traffic: std::net::TcpListener,
-    tls: Option<std::net::TcpListener>,
+    traffic: Vec<std::net::TcpListener>,
+    tls: Option<Vec<std::net::TcpListener>>,
     admin: std::net::TcpListener,
 }
 

@@ -6,6 +6,10 @@
 //! (`pingora::proxy::http_proxy`, made for custom accept loops). A loop stops accepting when
 //! its component stops or, on SIGTERM, when the drain's `shutdown_delay` is over (see
 //! [`super::drain`]); open connections are counted until they end.
+//!
+//! The traffic address is bound once per worker thread with `SO_REUSEPORT`: the kernel spreads
+//! new connections across the sockets by their 4-tuple hash and each has an accept loop of its
+//! own, so no single loop bounds the rate of upgrades (architecture.md, "Every core").
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -32,9 +36,32 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Binds a listening socket now (so port 0 resolves before the server starts).
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    bind_one(addr, false)
+}
+
+/// Binds `count` listening sockets on one address with `SO_REUSEPORT` (port 0 resolves on the
+/// first; the others join its port). One socket is bound like [`bind`], without the option.
+pub fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if count <= 1 {
+        return Ok(vec![bind(addr)?]);
+    }
+    let first = bind_one(addr, true)?;
+    let port = first.local_addr()?.port();
+    let shared = SocketAddr::new(addr.ip(), port);
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(bind_one(shared, true)?);
+    }
+    Ok(group)
+}
+
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
@@ -93,30 +120,30 @@ pub async fn accept_loop(
 }
 
 /// A traffic listener: WebSockets and plain HTTP from clients, over TCP or, with an acceptor,
-/// over TLS.
+/// over TLS; one accept loop per socket of its group.
 pub struct Traffic {
     name: &'static str,
     proxy: Arc<Proxy>,
-    listener: Bound,
+    listeners: Vec<Bound>,
     http: Arc<HttpProxy>,
     tls: Option<Arc<tls::Acceptor>>,
 }
 
 impl Traffic {
-    /// A service that will accept on `listener` once the server runs; with `tls`, every
-    /// connection is a TLS handshake first. `name` labels its metrics (`traffic`,
-    /// `traffic_tls`).
+    /// A service that will accept on each of `listeners` (one address, bound once per worker)
+    /// once the server runs; with `tls`, every connection is a TLS handshake first. `name`
+    /// labels its metrics (`traffic`, `traffic_tls`).
     pub fn new(
         name: &'static str,
         proxy: Arc<Proxy>,
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         http: Arc<HttpProxy>,
         tls: Option<Arc<tls::Acceptor>>,
     ) -> Self {
         Self {
             name,
             proxy,
-            listener: Bound::new(listener),
+            listeners: listeners.into_iter().map(Bound::new).collect(),
             http,
             tls,
         }
@@ -126,27 +153,61 @@ impl Traffic {
 #[async_trait]
 impl BackgroundService for Traffic {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let Some(listener) = self.listener.take() else {
-            return error!(listener = self.name, "traffic listener unavailable");
-        };
-        let errors = self.proxy.metrics.accept_errors.clone();
         // Stops at the end of the drain's shutdown_delay, or when every component stops.
-        let mut stop = until_either(shutdown, self.proxy.drain.accepting_stopped());
-        let watch = stop.clone();
-        accept_loop(listener, self.name, &errors, &mut stop, |stream, peer| {
-            let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
-            let open = proxy.connections.open();
-            let (shutdown, tls) = (watch.clone(), self.tls.clone());
-            drop(tokio::spawn(async move {
-                accept(proxy, http, stream, peer, shutdown, tls).await;
-                drop(open);
-            }));
-        })
-        .await;
+        let stop = until_either(shutdown, self.proxy.drain.accepting_stopped());
+        let loops: Vec<_> = self
+            .listeners
+            .iter()
+            .filter_map(Bound::take)
+            .map(|listener| {
+                let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
+                let (name, tls) = (self.name, self.tls.clone());
+                // A task each: the runtime's workers run the loops side by side.
+                tokio::spawn(accept_traffic(
+                    name,
+                    listener,
+                    proxy,
+                    http,
+                    tls,
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        if loops.is_empty() {
+            return error!(listener = self.name, "traffic listener unavailable");
+        }
+        for accepting in loops {
+            if let Err(e) = accepting.await {
+                error!(listener = self.name, error = %e, "traffic accept loop ended abnormally");
+            }
+        }
         // Kept-alive HTTP connections waiting for their next request are closed now; those in
         // a request finish it without keep-alive (they see `stop` fired).
         self.http.cleanup().await;
     }
+}
+
+/// One traffic socket's accept loop: a task per connection, counted while it is open.
+async fn accept_traffic(
+    name: &'static str,
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    http: Arc<HttpProxy>,
+    tls: Option<Arc<tls::Acceptor>>,
+    mut stop: ShutdownWatch,
+) {
+    let errors = proxy.metrics.accept_errors.clone();
+    let watch = stop.clone();
+    accept_loop(listener, name, &errors, &mut stop, |stream, peer| {
+        let (proxy, http) = (Arc::clone(&proxy), Arc::clone(&http));
+        let open = proxy.connections.open();
+        let (shutdown, tls) = (watch.clone(), tls.clone());
+        drop(tokio::spawn(async move {
+            accept(proxy, http, stream, peer, shutdown, tls).await;
+            drop(open);
+        }));
+    })
+    .await;
 }
 
 /// One accepted socket: its socket options and PROXY header ([`inbound::arrive`]), the TLS

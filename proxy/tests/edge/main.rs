@@ -9,6 +9,7 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod cores;
 mod drain;
 mod forwarded;
 mod fuzz;
