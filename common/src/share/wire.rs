@@ -4,7 +4,7 @@
 //! Layout (integers are LEB128 varints unless a width is given; ids little-endian):
 //!
 //! ```text
-//! "TGP1"  from:u64  seq  admin_port:u16  flags:u8  queued  refused_total
+//! "TGP2"  from:u64  seq  admin_port:u16  flags:u8  queued  refused_total
 //!         arrivals  refused     (the sender's smoothed rates: per second, within ~2 s)
 //! view:     count, then per member:  member:u64  seen  up:u8
 //! backends: count, then per backend: family:u8(4|6)  ip:4|16 bytes  port:u16  capacity
@@ -12,6 +12,11 @@
 //! grants:   count, then per grant:   to:u64  backend  to_epoch:u32  given  acked
 //! acks:     count, then per ack:     from:u64  backend  from_epoch:u32  received
 //! ```
+//!
+//! The magic names the layout: `TGP2` carries two rates (`arrivals  refused`) where `TGP1`
+//! carried one (`arrivals`), so a report of the other layout is refused with [`Error::Magic`]
+//! (counted as `bad_magic`) rather than misread. Replicas of the two layouts do not see each
+//! other: do not run them side by side.
 //!
 //! A backend costs 17 bytes for IPv4 with small counts; 500 backends make a 9 KB report. The
 //! decoder never allocates more than the input can fill (every count is checked against the
@@ -29,7 +34,7 @@ pub const MAX_REPORT_BYTES: usize = 4 * 1024 * 1024;
 /// Most members a report may list.
 pub const MAX_MEMBERS: usize = 1024;
 
-const MAGIC: &[u8; 4] = b"TGP1";
+const MAGIC: &[u8; 4] = b"TGP2";
 const FLAG_LEAVING: u8 = 1;
 const FLAG_LEADER: u8 = 2;
 const FLAG_SOURCE: u8 = 4;
