@@ -5,6 +5,7 @@
 //! uses); `wsbench` is its command-line front for `benches/peers.sh`. [`table`] turns the JSON
 //! lines of a whole `peers.sh` run into the markdown table in `benches/results/peers.md`.
 
+pub mod certs;
 pub mod table;
 
 pub use table::Error;

@@ -18,6 +18,7 @@ mod load;
 mod network;
 mod peers;
 mod scaler;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub use peers::{
     DEFAULT_CALL_TIMEOUT, DEFAULT_PEER_TIMEOUT, DEFAULT_SYNC_INTERVAL, KubernetesPeers, Peers,
 };
 pub use scaler::ScalerSection;
+pub use tls::{DEFAULT_CERTIFICATE_NAME, SniCertificate, TlsSection};
 
 /// Default traffic listener. Loopback: a cluster deployment sets `0.0.0.0:8080`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -173,6 +175,9 @@ pub struct Config {
     /// The other replicas of this edge: counts, caps, demand and drain marks are shared with
     /// them. Default: off (this replica counts and caps alone).
     pub peers: Option<Peers>,
+    /// TLS termination (`wss://`, `https://`) with these certificates; see
+    /// [`TlsSection`]. Default: off (plain `ws://` and `http://` only).
+    pub tls: Option<TlsSection>,
 }
 
 impl Default for Config {
@@ -207,6 +212,7 @@ impl Default for Config {
             leader_election: None,
             kube_client: None,
             peers: None,
+            tls: None,
         }
     }
 }
@@ -283,6 +289,9 @@ impl Config {
                     "a peers section and no other backend source".into(),
                 );
             }
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate(self.listen, self.admin_listen)?;
         }
         if let Some(scaler) = &self.scaler {
             let kube = self.backends.kubernetes.is_some() && scaler.deployment.is_some();

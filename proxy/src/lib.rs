@@ -39,3 +39,4 @@ pub mod reload;
 pub mod scaling;
 pub mod server;
 pub mod target;
+pub mod tls;

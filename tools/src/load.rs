@@ -9,7 +9,7 @@
 //!   - [`handshakes`]: proxy CPU per 1,000 WebSocket upgrades;
 //!   - [`latency`]: round-trip latency of small messages at a fixed aggregate rate;
 //!   - [`throughput`]: pipelined 4 KiB echoes; messages/s and proxy CPU per million messages.
-//! - [`endpoint`] opens and closes one WebSocket; [`procstat`] reads what the process under
+//! - [`endpoint`] opens and closes one WebSocket (over [`secure`] TLS for `wss://`); [`procstat`] reads what the process under
 //!   test costs from `/proc`.
 
 pub mod endpoint;
@@ -20,6 +20,7 @@ pub mod latency;
 pub mod population;
 pub mod procstat;
 pub mod profile;
+pub mod secure;
 pub mod throughput;
 
 pub use endpoint::Endpoint;

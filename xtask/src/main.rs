@@ -179,7 +179,8 @@ fn test(extra: &[String]) -> Result<(), String> {
         run("cargo", &args)?;
     }
     run("cargo", &["test", "--workspace", "--doc"])?;
-    // The status page in headless Chromium (ignored by plain `cargo test`: it needs a browser).
+    // The status page, and wss:// through the proxy, in headless Chromium (ignored by plain
+    // `cargo test`: they need a browser).
     let tools = ensure_browser_tools()?;
     let status = command("cargo")
         .args([
@@ -197,6 +198,6 @@ fn test(extra: &[String]) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err("the status-page browser test failed".into())
+        Err("the browser tests (status page, wss://) failed".into())
     }
 }

@@ -20,7 +20,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{error, info};
 
 use super::http::{self, HttpProxy};
+use super::transport::Transport;
 use super::{Proxy, inbound, tunnel};
+use crate::config::Config;
+use crate::tls;
 
 /// Pending connections the kernel queues per listener (bursts of reconnects).
 const BACKLOG: i32 = 4096;
@@ -89,20 +92,33 @@ pub async fn accept_loop(
     info!(listener = name, "stopped accepting");
 }
 
-/// The traffic listener: WebSockets and plain HTTP from clients.
+/// A traffic listener: WebSockets and plain HTTP from clients, over TCP or, with an acceptor,
+/// over TLS.
 pub struct Traffic {
+    name: &'static str,
     proxy: Arc<Proxy>,
     listener: Bound,
     http: Arc<HttpProxy>,
+    tls: Option<Arc<tls::Acceptor>>,
 }
 
 impl Traffic {
-    /// A service that will accept on `listener` once the server runs.
-    pub fn new(proxy: Arc<Proxy>, listener: std::net::TcpListener, http: Arc<HttpProxy>) -> Self {
+    /// A service that will accept on `listener` once the server runs; with `tls`, every
+    /// connection is a TLS handshake first. `name` labels its metrics (`traffic`,
+    /// `traffic_tls`).
+    pub fn new(
+        name: &'static str,
+        proxy: Arc<Proxy>,
+        listener: std::net::TcpListener,
+        http: Arc<HttpProxy>,
+        tls: Option<Arc<tls::Acceptor>>,
+    ) -> Self {
         Self {
+            name,
             proxy,
             listener: Bound::new(listener),
             http,
+            tls,
         }
     }
 }
@@ -111,18 +127,18 @@ impl Traffic {
 impl BackgroundService for Traffic {
     async fn start(&self, shutdown: ShutdownWatch) {
         let Some(listener) = self.listener.take() else {
-            return error!("traffic listener unavailable");
+            return error!(listener = self.name, "traffic listener unavailable");
         };
         let errors = self.proxy.metrics.accept_errors.clone();
         // Stops at the end of the drain's shutdown_delay, or when every component stops.
         let mut stop = until_either(shutdown, self.proxy.drain.accepting_stopped());
         let watch = stop.clone();
-        accept_loop(listener, "traffic", &errors, &mut stop, |stream, peer| {
+        accept_loop(listener, self.name, &errors, &mut stop, |stream, peer| {
             let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
             let open = proxy.connections.open();
-            let shutdown = watch.clone();
+            let (shutdown, tls) = (watch.clone(), self.tls.clone());
             drop(tokio::spawn(async move {
-                serve(proxy, http, stream, peer, shutdown).await;
+                accept(proxy, http, stream, peer, shutdown, tls).await;
                 drop(open);
             }));
         })
@@ -130,6 +146,34 @@ impl BackgroundService for Traffic {
         // Kept-alive HTTP connections waiting for their next request are closed now; those in
         // a request finish it without keep-alive (they see `stop` fired).
         self.http.cleanup().await;
+    }
+}
+
+/// One accepted socket: its socket options and PROXY header ([`inbound::arrive`]), the TLS
+/// handshake if the listener speaks TLS (fed the bytes read after the PROXY header), then
+/// [`serve`]. The PROXY header, the handshake and the first head share one deadline,
+/// `request_header_timeout` from accept.
+async fn accept(
+    proxy: Arc<Proxy>,
+    http: Arc<HttpProxy>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: ShutdownWatch,
+    tls: Option<Arc<tls::Acceptor>>,
+) {
+    let config = proxy.config.load_full();
+    let Some(mut arrival) = inbound::arrive(&proxy, &config, &mut stream, peer).await else {
+        return;
+    };
+    let listening = (&*proxy, &http, &*config, &shutdown);
+    match tls {
+        None => serve(listening, stream, arrival).await,
+        Some(acceptor) => {
+            let already = std::mem::take(&mut arrival.already);
+            if let Some(stream) = acceptor.accept(stream, already, arrival.deadline).await {
+                serve(listening, stream, arrival).await
+            }
+        }
     }
 }
 
@@ -147,16 +191,17 @@ fn until_either(mut a: ShutdownWatch, mut b: ShutdownWatch) -> ShutdownWatch {
     rx
 }
 
+/// What [`serve`] runs with: the proxy, pingora's HTTP path, the config the connection was
+/// accepted under, and the traffic listener's stop signal.
+type Listening<'a> = (&'a Proxy, &'a Arc<HttpProxy>, &'a Config, &'a ShutdownWatch);
+
 /// One client connection: read its first head, then the WebSocket fast path or pingora.
 async fn serve(
-    proxy: Arc<Proxy>,
-    http: Arc<HttpProxy>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shutdown: ShutdownWatch,
+    (proxy, http, config, shutdown): Listening<'_>,
+    mut stream: impl Transport,
+    arrival: inbound::Arrival,
 ) {
-    let config = proxy.config.load_full();
-    let Some(opened) = inbound::open(&proxy, &config, &mut stream, peer).await else {
+    let Some(opened) = inbound::open(proxy, config, &mut stream, arrival).await else {
         return;
     };
     let inbound::Opened {
@@ -165,8 +210,8 @@ async fn serve(
         request,
     } = opened;
     if request.websocket && config.websocket_fast_path {
-        tunnel::serve(&proxy, &config, stream, head, &client).await
+        tunnel::serve(proxy, config, stream, head, &client).await
     } else {
-        http::hand_over(&http, stream, head, &client, &shutdown).await
+        http::hand_over(http, stream, head, &client, shutdown).await
     }
 }

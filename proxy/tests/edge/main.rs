@@ -21,5 +21,7 @@ mod relay;
 mod reload;
 mod routing;
 mod smuggling;
+mod tls;
+mod tls_forwarding;
 mod upgrades;
 mod websocket;

@@ -40,6 +40,7 @@ pub fn source(context: &str) -> KubeClientConfig {
 }
 
 pub async fn client(context: &str) -> Client {
+    tidegate_proxy::tls::install_provider();
     let file = Kubeconfig::read_from(kubeconfig()).unwrap();
     let options = KubeConfigOptions {
         context: Some(context.to_owned()),
