@@ -93,6 +93,9 @@ fn reads_records_back() {
         per_s: 10.0,
         proxy_cpu_s: None,
         cpu_ms_per_1k: None,
+        open_p50_ms: 1.0,
+        open_p99_ms: 2.0,
+        open_max_ms: 3.0,
     };
     let record = Record {
         target: "nginx".into(),
