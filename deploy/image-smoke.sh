@@ -8,10 +8,11 @@
 #     (no tmpfs either), every capability dropped and no new privileges; the proxy runs the
 #     image's default command with its config mounted from one read-only file;
 #  3. from the host: the processes' uids (read in /proc), a write to the root filesystem is
-#     refused, the Deployment's preStop program runs in the image, then image-smoke-client.py: /healthz, /readyz, /metrics, and a WebSocket from the
+#     refused, then image-smoke-client.py: /healthz, /readyz, /metrics, and a WebSocket from the
 #     host through the proxy to the echo container and back, counted live and then released;
-#  4. SIGTERM: the proxy must exit by itself, status 0, within grace_period + shutdown_timeout
-#     (+ 2 s), and the echo backend within 2 s;
+#  4. SIGTERM: the proxy must exit by itself, status 0, within shutdown_delay + grace_period +
+#     shutdown_timeout (+ 2 s) — with nothing open, right after shutdown_delay — and the echo
+#     backend within 2 s;
 #  5. the image's size.
 # Everything it creates is named tidegate-smoke-PID-… and removed on exit, whatever happens.
 # Exit 0 only when every check passed.
@@ -22,7 +23,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-GRACE=3 SHUTDOWN=2   # the proxy's grace_period and shutdown_timeout below, seconds
+DELAY=1 GRACE=3 SHUTDOWN=2   # the proxy's shutdown_delay, grace_period, shutdown_timeout (s)
 started=$(date +%s)
 
 if [ -z "${IMAGE:-}" ]; then
@@ -65,6 +66,7 @@ backends:
   static: [127.0.0.1:9000]
 max_connections_per_backend: 10
 eject_for: 1s
+shutdown_delay: ${DELAY}s
 grace_period: ${GRACE}s
 shutdown_timeout: ${SHUTDOWN}s
 EOF
@@ -96,14 +98,6 @@ fi
 case $out in *"Read-only file system"*) ;; *) fail "write to / refused, but not as read-only: $out" ;; esac
 ok "the root filesystem is read-only ($(echo "$out" | tail -1))"
 
-# The Deployment's preStop hook runs a program from the image (`sleep`): it must be there.
-hook=$(python3 -c 'import json, re, sys
-m = re.search(r"preStop:\s*exec: \{command: (\[[^]]*\])\}", open(sys.argv[1]).read())
-print(json.loads(m.group(1))[0] if m else "")' "$ROOT/deploy/base/deployment.yaml")
-[ -n "$hook" ] || fail "no preStop exec command found in deploy/base/deployment.yaml"
-out=$(podman exec "$name-proxy" "$hook" 0 2>&1) || fail "the preStop hook's $hook does not run in the image: $out"
-ok "the preStop hook's program ($hook) runs in the image"
-
 python3 "$ROOT/deploy/image-smoke-client.py" --traffic "127.0.0.1:$TRAFFIC" \
   --admin "127.0.0.1:$ADMIN" --backend 127.0.0.1:9000 --timeout 30 | tee "$work/client.out" \
   || fail "the host-side client (above)"
@@ -120,12 +114,13 @@ wait_exit() {
   done
   echo $((($(date +%s%N) - t0) / 1000000))
 }
-budget=$((GRACE + SHUTDOWN + 2))
+budget=$((DELAY + GRACE + SHUTDOWN + 2))
 podman kill --signal TERM "$name-proxy" >/dev/null
 ms=$(wait_exit "$name-proxy" "$budget") || fail "the proxy still runs ${budget}s after SIGTERM"
 code=$(podman inspect --format '{{.State.ExitCode}}' "$name-proxy")
 [ "$code" = 0 ] || fail "the proxy exited with status $code after SIGTERM"
-ok "SIGTERM: the proxy exited 0 after ${ms} ms (grace_period ${GRACE}s + shutdown_timeout ${SHUTDOWN}s)"
+[ "$ms" -lt $(((DELAY + GRACE) * 1000)) ] || fail "the proxy waited out the grace period with nothing open (${ms} ms)"
+ok "SIGTERM: the proxy exited 0 after ${ms} ms (shutdown_delay ${DELAY}s; nothing was open)"
 podman kill --signal TERM "$name-echo" >/dev/null
 ms=$(wait_exit "$name-echo" 2) || fail "the echo backend still runs 2s after SIGTERM"
 code=$(podman inspect --format '{{.State.ExitCode}}' "$name-echo")

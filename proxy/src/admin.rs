@@ -1,5 +1,5 @@
 //! The admin listener: `/` (the status page), `/metrics` (Prometheus text), `/healthz` (process
-//! up), `/readyz` (at least one backend takes new connections), `/api/v1/state` ([`state`]: JSON
+//! up), `/readyz` (at least one backend takes new connections, and no drain has started), `/api/v1/state` ([`state`]: JSON
 //! counts and the scaler's view) and `/api/v1/history` ([`history`]: the last ten minutes, one
 //! sample a second).
 //!
@@ -108,6 +108,7 @@ impl Admin {
             "/metrics" => (200, PROMETHEUS, crate::metrics::render(&self.registry)),
             "/" | "/index.html" => (200, "text/html; charset=utf-8", STATUS_PAGE.to_owned()),
             "/healthz" => (200, TEXT, "ok\n".into()),
+            "/readyz" if self.proxy.drain.is_draining() => (503, TEXT, "shutting down\n".into()),
             "/readyz" if self.proxy.table.has_eligible() => (200, TEXT, "ready\n".into()),
             "/readyz" => (503, TEXT, "no backend takes new connections\n".into()),
             "/api/v1/history" => (

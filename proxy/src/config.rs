@@ -58,10 +58,16 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
 /// Default time a backend has to answer an upgrade.
 pub const DEFAULT_UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default grace period on shutdown before remaining connections are cut.
+/// Default grace period on shutdown (after `shutdown_delay`) before what is open is cut.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
-/// Default time the runtimes get to stop after the grace period.
+/// Default time the components get to stop after the drain.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+// The drain (`docs/architecture.md`, "A drain that closes WebSockets properly").
+/// Default time the traffic listener keeps accepting after SIGTERM (with `/readyz` at 503).
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+/// Default time a WebSocket the proxy closes gets to end its frame in flight and to answer.
+pub const DEFAULT_WEBSOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The whole proxy configuration. Every field has a default; see the constants above.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,12 +113,25 @@ pub struct Config {
     pub upstream_handshake_timeout: Duration,
     /// Worker threads of the traffic listener. Default 1.
     pub threads: usize,
-    /// On SIGTERM: how long open connections may finish before they are cut. Default `30s`.
+    /// On SIGTERM, once `shutdown_delay` is over: how long open connections get. WebSockets
+    /// are closed with a 1001 close frame spread over its first half; what is still open at
+    /// its end is cut. The process exits as soon as nothing is open. Default `30s`.
     #[serde(with = "duration")]
     pub grace_period: Duration,
-    /// After the grace period: how long the runtimes get to stop. Default `5s`.
+    /// After the drain: how long the components get to stop (a leader releases its Lease,
+    /// local backends are stopped). Default `5s`.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
+    // The drain's fields.
+    /// On SIGTERM: how long the traffic listener keeps accepting, with `/readyz` answering 503
+    /// so that load balancers stop sending; `grace_period` starts when it ends. Default `5s`.
+    #[serde(with = "duration")]
+    pub shutdown_delay: Duration,
+    /// When the proxy closes a WebSocket (shutdown, or a drained backend's `drain_grace` ran
+    /// out): how long the frame in flight has to end and the peers have to answer the close
+    /// frame before the connection is cut. Default `5s`.
+    #[serde(with = "duration")]
+    pub websocket_close_timeout: Duration,
     /// Log lines as `text` (default) or `json`. The level comes from `RUST_LOG` (default info).
     pub log_format: LogFormat,
     /// Relay upgraded WebSockets with tidegate's own buffer-free relay (`true`, default) or
@@ -149,6 +168,8 @@ impl Default for Config {
             threads: 1,
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
+            websocket_close_timeout: DEFAULT_WEBSOCKET_CLOSE_TIMEOUT,
             log_format: LogFormat::Text,
             websocket_fast_path: true,
             scaler: None,
@@ -193,6 +214,7 @@ impl Config {
             ("connect_timeout", self.connect_timeout),
             ("websocket_idle_timeout", self.websocket_idle_timeout),
             ("request_header_timeout", self.request_header_timeout),
+            ("websocket_close_timeout", self.websocket_close_timeout),
             (
                 "upstream_handshake_timeout",
                 self.upstream_handshake_timeout,

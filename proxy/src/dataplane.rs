@@ -11,9 +11,17 @@
 //! 4. anything else goes to pingora's HTTP proxy in [`http`], with the same reservation rules for
 //!    upgrades that arrive later on a kept-alive connection.
 //!
+//! The relay follows the WebSocket frames both ways ([`frames`]) so that it can close a
+//! connection properly when asked: [`connections`] counts every open connection and gives each
+//! relayed WebSocket a signal, and [`drain`] uses them on SIGTERM (and the targets when a
+//! drained backend's grace runs out).
+//!
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
 //! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
 
+pub mod connections;
+pub mod drain;
+pub mod frames;
 pub mod head;
 pub mod http;
 pub mod listener;
@@ -29,10 +37,12 @@ use prometheus::Registry;
 use tidegate_common::{BackendTable, QueuePolicy};
 
 use crate::config::Config;
+pub use connections::Connections;
+pub use drain::Drain;
 pub use metrics::Metrics;
 
 /// What every connection task reads: the config in force, the backend table with its exact
-/// counts, and the data plane's metrics.
+/// counts, the data plane's metrics, the open connections and the drain.
 pub struct Proxy {
     /// The config in force; swapped whole on reload, read once per connection.
     pub config: ArcSwap<Config>,
@@ -40,6 +50,10 @@ pub struct Proxy {
     pub table: Arc<BackendTable>,
     /// What the connection paths count.
     pub metrics: Metrics,
+    /// The open connections, and the WebSockets the proxy can ask to close.
+    pub connections: Arc<Connections>,
+    /// The drain on SIGTERM: `/readyz`, the traffic listener's stop, its metrics.
+    pub drain: Drain,
 }
 
 impl Proxy {
@@ -53,6 +67,8 @@ impl Proxy {
             metrics: Metrics::register(registry, &table)?,
             config: ArcSwap::from_pointee(config),
             table,
+            connections: Arc::default(),
+            drain: Drain::register(registry)?,
         })
     }
 }

@@ -54,6 +54,8 @@ impl Demo {
             retry_after: Duration::from_secs(1),
             grace_period: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(2),
+            // The demo's own load generator is stopped first: no load balancer to wait for.
+            shutdown_delay: Duration::ZERO,
             backends: crate::config::Backends {
                 local: Some(LocalBackends {
                     boot_delay: self.boot_delay,

@@ -4,7 +4,7 @@
 //! The data flow, one room each:
 //! - [`dataplane`]: every client connection — accept, read the head, route with a reservation
 //!   under the cap, pass the handshake, relay with no idle buffers; plain HTTP through
-//!   pingora. (The routing rule and the count invariant themselves live in
+//!   pingora; the drain on SIGTERM that closes WebSockets with 1001. (The routing rule and the count invariant themselves live in
 //!   `tidegate_common::table`.)
 //! - [`discovery`]: where backends come from (static, local processes, Kubernetes
 //!   EndpointSlices), published through one [`discovery::Catalog`] into the backend table.

@@ -120,8 +120,6 @@ fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>
     keep!(listen, "listen");
     keep!(admin_listen, "admin_listen");
     keep!(threads, "threads");
-    keep!(grace_period, "grace_period");
-    keep!(shutdown_timeout, "shutdown_timeout");
     keep!(log_format, "log_format");
     keep!(backends.local, "backends.local");
     keep!(backends.kubernetes, "backends.kubernetes");

@@ -277,7 +277,8 @@ fn server_conf(config: &Config) -> ServerConf {
     let dir = std::env::temp_dir();
     ServerConf {
         threads: config.threads,
-        grace_period_seconds: Some(config.grace_period.as_secs()),
+        // tidegate drains by itself before it lets pingora stop (`running`): none of pingora's.
+        grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(config.shutdown_timeout.as_secs()),
         // Per-process paths: several instances on one host must not collide (pingora's
         // defaults are fixed /tmp paths). tidegate does not use the binary upgrade.

@@ -8,9 +8,12 @@
 //!
 //! Every target carries out a decision the same way: the pure drain plan of
 //! `tidegate_scaler::drain` (drain the emptiest, undrain when demand returns, remove only the
-//! empty), applied through the [`crate::discovery::Catalog`]'s drain marks.
+//! empty), applied through the [`crate::discovery::Catalog`]'s drain marks. A drained backend
+//! kept only for its connections has them closed with 1001 once its drain grace runs out
+//! ([`drain_grace`]).
 
 pub mod deployment;
+pub mod drain_grace;
 pub mod local;
 
 use std::sync::Arc;

@@ -37,6 +37,7 @@ use tidegate_proxy::config::{
 fn config(ns: &str, context: &str, scaler: bool) -> Config {
     let mut c = support::config(&[], 10);
     c.backends.kubernetes = Some(KubernetesBackends {
+        drain_grace: None,
         namespace: ns.into(),
         service: "echo".into(),
         port: PortRef::Name("ws".into()),
@@ -118,14 +119,13 @@ fn the_shipped_deploy_config_is_valid_and_its_grace_budget_adds_up() {
             .unwrap();
     let pod = &d["spec"]["template"]["spec"];
     let tgps = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-    let pre_stop: u64 = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let budget = pre_stop + c.grace_period.as_secs() + c.shutdown_timeout.as_secs();
     assert!(
-        tgps > budget,
+        pod["containers"][0]["lifecycle"]["preStop"].is_null(),
+        "no preStop sleep: shutdown_delay does its job, and a sleep would add to the budget"
+    );
+    let budget = (c.shutdown_delay + c.grace_period + c.shutdown_timeout).as_secs_f64();
+    assert!(
+        tgps as f64 > budget,
         "terminationGracePeriodSeconds {tgps} must exceed {budget}"
     );
 }

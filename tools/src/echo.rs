@@ -23,6 +23,8 @@ pub struct Stats {
     open: AtomicUsize,
     accepted: AtomicUsize,
     close_one: Notify,
+    /// The code of every close frame received (`None`: a close frame without one).
+    closes: std::sync::Mutex<Vec<Option<u16>>>,
 }
 
 impl Stats {
@@ -34,6 +36,16 @@ impl Stats {
     /// WebSockets accepted since start.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The code of every close frame received from clients so far, in order (`None` for a
+    /// close frame without a code). tungstenite refuses unmasked frames from a client, so each
+    /// one here arrived masked.
+    pub fn close_codes(&self) -> Vec<Option<u16>> {
+        self.closes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Closes `n` open WebSockets from the server side (oldest waiting first), as a backend
@@ -93,7 +105,10 @@ async fn connection(mut stream: TcpStream, stats: Arc<Stats>) {
                 }
                 // tungstenite answers a Close by itself; reading on flushes the answer and
                 // ends with `None` once the closing handshake is done.
-                Some(Ok(Message::Close(_))) => {}
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    stats.closes.lock().unwrap_or_else(|p| p.into_inner()).push(code);
+                }
                 None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },

@@ -41,7 +41,10 @@ pub struct LocalBackends {
     /// How readiness is checked: `tcp` (a connect succeeds) or an HTTP path such as
     /// `/healthz` (GET answers 2xx). Default `tcp`.
     pub readiness: String,
-    /// How long a draining process may keep connections before it is stopped. Default `30s`.
+    /// How long a draining process that is kept only for its connections may keep them: then
+    /// its WebSockets are closed with a 1001 close frame (so it empties and is removed), and
+    /// it is stopped if connections the close could not end are left after
+    /// `websocket_close_timeout`. Default `30s`.
     #[serde(with = "tidegate_common::duration")]
     pub drain_grace: Duration,
     /// After SIGTERM, how long before SIGKILL. Default `5s`.

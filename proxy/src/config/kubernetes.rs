@@ -33,6 +33,16 @@ pub struct KubernetesBackends {
     pub service: String,
     /// The port to connect to: a port name of the slices (`ws`), or a number used as is.
     pub port: PortRef,
+    /// With `scaler.deployment`: once a pod has been drained this long (counted from when the
+    /// scaler marked it) and is kept only for its connections, its WebSockets are closed with
+    /// a 1001 close frame, so that it empties and is removed. Default: none (a drained pod
+    /// keeps its connections until they close).
+    #[serde(
+        default,
+        with = "tidegate_common::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub drain_grace: Option<Duration>,
 }
 
 /// A port by name or number.

@@ -4,7 +4,8 @@
 //! path a plain tokio `TcpStream` to wait on without buffers, lets listeners bind port 0 and
 //! report the port before the server runs, and still hands plain HTTP to pingora's proxy
 //! (`pingora::proxy::http_proxy`, made for custom accept loops). A loop stops accepting when
-//! pingora's shutdown watch fires; open connections then have the grace period.
+//! its component stops or, on SIGTERM, when the drain's `shutdown_delay` is over (see
+//! [`super::drain`]); open connections are counted until they end.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -108,28 +109,42 @@ impl Traffic {
 
 #[async_trait]
 impl BackgroundService for Traffic {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn start(&self, shutdown: ShutdownWatch) {
         let Some(listener) = self.listener.take() else {
             return error!("traffic listener unavailable");
         };
         let errors = self.proxy.metrics.accept_errors.clone();
-        let watch = shutdown.clone();
-        accept_loop(
-            listener,
-            "traffic",
-            &errors,
-            &mut shutdown,
-            |stream, peer| {
-                let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
-                let shutdown = watch.clone();
-                drop(tokio::spawn(async move {
-                    serve(proxy, http, stream, peer, shutdown).await
-                }));
-            },
-        )
+        // Stops at the end of the drain's shutdown_delay, or when every component stops.
+        let mut stop = until_either(shutdown, self.proxy.drain.accepting_stopped());
+        let watch = stop.clone();
+        accept_loop(listener, "traffic", &errors, &mut stop, |stream, peer| {
+            let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
+            let open = proxy.connections.open();
+            let shutdown = watch.clone();
+            drop(tokio::spawn(async move {
+                serve(proxy, http, stream, peer, shutdown).await;
+                drop(open);
+            }));
+        })
         .await;
+        // Kept-alive HTTP connections waiting for their next request are closed now; those in
+        // a request finish it without keep-alive (they see `stop` fired).
         self.http.cleanup().await;
     }
+}
+
+/// A watch that turns true once either of `a` and `b` does.
+fn until_either(mut a: ShutdownWatch, mut b: ShutdownWatch) -> ShutdownWatch {
+    let (tx, rx) = tokio::sync::watch::channel(*a.borrow() || *b.borrow());
+    drop(tokio::spawn(async move {
+        tokio::select! {
+            _ = a.wait_for(|stop| *stop) => {}
+            _ = b.wait_for(|stop| *stop) => {}
+            () = tx.closed() => return,
+        }
+        tx.send_replace(true);
+    }));
+    rx
 }
 
 /// One client connection: read its first head, then the WebSocket fast path or pingora.

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub connect_failures: IntCounterVec,
     /// `tidegate_accept_errors_total{listener}`: failed accepts (e.g. out of file descriptors).
     pub accept_errors: IntCounterVec,
+    /// `tidegate_websocket_closes_total{cause}`: WebSockets the proxy asked to close (shutdown,
+    /// backend_drained); how each ended is in `connection_duration{end}`.
+    pub websocket_closes: IntCounterVec,
 }
 
 /// Buckets of WebSocket lifetimes, seconds: a second to a day.
@@ -103,6 +106,12 @@ impl Metrics {
                 "tidegate_accept_errors_total",
                 "Failed accepts on a listener (e.g. out of file descriptors).",
                 &["listener"],
+            )?,
+            websocket_closes: counter_vec(
+                registry,
+                "tidegate_websocket_closes_total",
+                "WebSockets the proxy closed with a 1001 close frame (or cut trying), by cause.",
+                &["cause"],
             )?,
         })
     }

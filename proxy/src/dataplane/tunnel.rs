@@ -16,8 +16,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span};
 
+use super::connections::Cause;
+use super::frames::Frames;
 use super::head::Head;
-use super::relay::{self, End};
+use super::relay::{End, Relay};
 use super::{Proxy, respond};
 use crate::config::Config;
 use connect::NoBackend;
@@ -88,9 +90,14 @@ async fn upgrade(
         let labels = [chosen.label(), result];
         proxy.metrics.upgrades.with_label_values(&labels).inc()
     };
+    // Frames that came in the same reads as the heads have passed already: the relay starts
+    // counting after them.
+    let up = Frames::after(&request.bytes[request.len..]);
+    let down;
     match handshake::exchange(config, &mut backend, request).await {
         Answer::Upgraded(response) => {
             reservation.promote();
+            down = Frames::after(&response.bytes[response.len..]);
             count("ok");
             if client.write_all(&response.bytes).await.is_err() {
                 return; // the client left during the handshake; the reservation drops here
@@ -108,8 +115,19 @@ async fn upgrade(
         }
     }
     let started = tokio::time::Instant::now();
-    let end = relay::relay(&client, &backend, config.websocket_idle_timeout).await;
-    finish(proxy, end, started.elapsed());
+    let tracked = proxy.connections.track(reservation.backend());
+    let end = Relay::new(config.websocket_idle_timeout)
+        .after(up, down)
+        .closed_by(tracked.signal(), config.websocket_close_timeout)
+        .run(&mut client, &mut backend)
+        .await;
+    finish(
+        proxy,
+        end,
+        started.elapsed(),
+        tracked.signal().close_cause(),
+    );
+    drop(tracked);
     drop(reservation);
 }
 
@@ -138,7 +156,12 @@ async fn refuse<T>(
     None
 }
 
-fn finish(proxy: &Proxy, end: End, lived: Duration) {
+/// Counts how the WebSocket ended, and the close the proxy asked for, if any.
+fn finish(proxy: &Proxy, end: End, lived: Duration, closed_for: Option<Cause>) {
+    if let Some(cause) = closed_for {
+        let closes = &proxy.metrics.websocket_closes;
+        closes.with_label_values(&[cause.as_str()]).inc();
+    }
     let (end, seconds) = (end.as_str(), lived.as_secs_f64());
     debug!(end, seconds, "websocket closed");
     proxy

@@ -10,6 +10,7 @@ use crate::discovery;
 use crate::leader;
 use crate::target::ScaleTarget;
 use crate::target::deployment::{Actuator, Target};
+use crate::target::drain_grace::DrainGrace;
 
 impl Assembly {
     pub(super) fn add_kubernetes(
@@ -19,6 +20,7 @@ impl Assembly {
     ) -> Result<(), Error> {
         let client = config.kube_client.clone().unwrap_or_default();
         let catalog = Arc::clone(&self.catalog);
+        let drain_grace = source.drain_grace;
         let watch = discovery::kube::Watch::new(source, client.clone(), catalog, &self.registry)?;
         self.add("kube-discovery", Arc::new(watch));
         let Some(section) = config.scaler.as_ref() else {
@@ -36,7 +38,12 @@ impl Assembly {
         let (min, max) = (section.min_replicas, section.max_replicas);
         let remove_below = section.policy.drain_remove_below;
         let catalog = Arc::clone(&self.catalog);
-        let target = Arc::new(Target::new(catalog, min, max, remove_below));
+        let mut target = Target::new(catalog, min, max, remove_below);
+        if let Some(grace) = drain_grace {
+            let connections = Arc::clone(&self.proxy.connections);
+            target = target.with_drain_grace(DrainGrace::new(grace, connections));
+        }
+        let target = Arc::new(target);
         let as_target = Arc::clone(&target) as Arc<dyn ScaleTarget>;
         self.add_scaler(section, config.max_connections_per_backend, as_target)?;
         let leading = self.leading.clone();

@@ -16,7 +16,13 @@ impl Assembly {
         config: &Config,
     ) -> Result<(), Error> {
         let remove_below = scaler.map_or(0, |s| s.policy.drain_remove_below);
-        let pool = Arc::new(Pool::new(local, remove_below, Arc::clone(&self.catalog)));
+        let pool = Arc::new(Pool::new(
+            local,
+            remove_below,
+            Arc::clone(&self.catalog),
+            Arc::clone(&self.proxy.connections),
+            config.websocket_close_timeout,
+        ));
         self.add("local-backends", Arc::new(Supervisor(Arc::clone(&pool))));
         if let Some(section) = scaler {
             let target = Arc::clone(&pool) as Arc<dyn ScaleTarget>;

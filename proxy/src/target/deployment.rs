@@ -10,7 +10,9 @@
 //! 2. plan with `tidegate_scaler::drain::plan` over the pods behind the discovered endpoints
 //!    (ready pods, the ones being drained, and booting ones = `spec.replicas` minus endpoints);
 //! 3. mark the pods to drain in the [`Catalog`] (no new connections; a pod is never made
-//!    NotReady), and hand drained capacity back when demand returns;
+//!    NotReady), and hand drained capacity back when demand returns; with
+//!    `backends.kubernetes.drain_grace`, close the WebSockets of a pod drained that long and
+//!    kept only for them with 1001 ([`super::drain_grace`]), so that it empties;
 //! 4. set `controller.kubernetes.io/pod-deletion-cost: "-1000"` once on each pod to remove,
 //!    so that the ReplicaSet deletes exactly those;
 //! 5. patch `spec.replicas` through the `scale` subresource ([`super::writer`]), never outside
@@ -28,6 +30,7 @@ use tidegate_scaler::policy::{PodObservation, PodPhase};
 use tokio::sync::watch;
 
 use super::ScaleTarget;
+use super::drain_grace::DrainGrace;
 use crate::discovery::{Catalog, Condition, Endpoint};
 
 mod actuator;
@@ -76,6 +79,7 @@ pub struct Target {
     writes: AtomicU64,
     reads: AtomicU64,
     last_failure: Mutex<Option<String>>,
+    grace: Option<DrainGrace>,
 }
 
 impl Target {
@@ -93,7 +97,15 @@ impl Target {
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             last_failure: Mutex::new(None),
+            grace: None,
         }
+    }
+
+    /// Closes the connections of pods drained for longer than `grace` with 1001 once they are
+    /// kept only for them (`backends.kubernetes.drain_grace`).
+    pub fn with_drain_grace(mut self, grace: DrainGrace) -> Self {
+        self.grace = Some(grace);
+        self
     }
 
     /// The discovered endpoints this target drains.

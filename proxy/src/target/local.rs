@@ -5,8 +5,10 @@
 //! ([`crate::discovery::local`]) into the [`Catalog`], with its drain marks. Every 250 ms it
 //! reconciles towards the desired count with the same drain-first plan the
 //! cluster uses (`tidegate_scaler::drain::plan`): the emptiest processes are drained (no new
-//! connections), stopped once empty or after `drain_grace` (SIGTERM, then SIGKILL after
-//! `stop_timeout`), and drained capacity is handed back at once if demand returns. A process
+//! connections) and stopped once empty (SIGTERM, then SIGKILL after `stop_timeout`); one kept
+//! only for its connections has its WebSockets closed with 1001 after `drain_grace`
+//! ([`super::drain_grace`]), and is stopped if the close leaves connections it could not end;
+//! drained capacity is handed back at once if demand returns. A process
 //! that exits on its own is noticed, taken out of routing and replaced. On shutdown every child
 //! is stopped; `kill_on_drop` is the backstop if the runtime goes first.
 
@@ -28,10 +30,15 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::ScaleTarget;
+use super::drain_grace::DrainGrace;
 use crate::config::LocalBackends;
+use crate::dataplane::Connections;
 use crate::discovery::{self, Catalog, Endpoint};
 
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+/// Beyond the close timeout, how long a closed backend's relays get to end before what is left
+/// is cut by stopping the process.
+const CLOSE_MARGIN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -57,6 +64,8 @@ pub struct Pool {
     desired: AtomicU32,
     serving: AtomicU32,
     remove_below: u32,
+    grace: DrainGrace,
+    close_timeout: Duration,
     procs: Mutex<Vec<Proc>>,
     next_id: AtomicU32,
     next_port: AtomicU32,
@@ -64,11 +73,20 @@ pub struct Pool {
 
 impl Pool {
     /// A pool publishing into `catalog`; starts `config.initial` processes on its first
-    /// reconcile. Draining processes with at most `remove_below` connections may be removed.
-    pub fn new(config: LocalBackends, remove_below: u32, catalog: Arc<Catalog>) -> Self {
+    /// reconcile. Draining processes with at most `remove_below` connections may be removed;
+    /// those kept for more have them closed through `connections` after `drain_grace`, and
+    /// are stopped `close_timeout` later if some are left.
+    pub fn new(
+        config: LocalBackends,
+        remove_below: u32,
+        catalog: Arc<Catalog>,
+        connections: Arc<Connections>,
+        close_timeout: Duration,
+    ) -> Self {
         let program =
             std::env::current_exe().map_or_else(|_| "tidegate".into(), |p| p.display().to_string());
         let (desired, first_port) = (config.initial, u32::from(config.port_range[0]));
+        let grace = DrainGrace::new(config.drain_grace, connections);
         Self {
             config,
             program,
@@ -76,6 +94,8 @@ impl Pool {
             desired: AtomicU32::new(desired),
             serving: AtomicU32::new(desired),
             remove_below,
+            grace,
+            close_timeout,
             procs: Mutex::new(Vec::new()),
             next_id: AtomicU32::new(1),
             next_port: AtomicU32::new(first_port),
@@ -143,9 +163,8 @@ impl Pool {
             .collect()
     }
 
-    /// Carries out the plan: drain, undrain, remove; then start or cancel processes so that
-    /// `plan.replicas` remain. Beyond what the plan removes, a draining process is stopped only
-    /// if fewer replicas are wanted and it has drained for longer than `drain_grace`.
+    /// Carries out the plan: drain, undrain, remove; closes what is overdue; then starts or
+    /// cancels processes so that `plan.replicas` remain.
     fn apply(&self, procs: &mut Vec<Proc>, plan: &drain::Plan, load: &LoadSnapshot, now: Instant) {
         for p in procs.iter_mut() {
             match p.phase {
@@ -161,13 +180,17 @@ impl Pool {
                 _ => {}
             }
         }
+        // Processes stopped for what their close left are not replaced.
+        let replicas = plan
+            .replicas
+            .saturating_sub(self.close_overdue(procs, plan, load, now));
         let kept = procs
             .iter()
             .filter(|p| !matches!(p.phase, Phase::Stopping { .. }))
             .count() as u32;
-        if plan.replicas > kept {
+        if replicas > kept {
             let mut in_use: Vec<u16> = procs.iter().map(|p| p.addr.port()).collect();
-            for _ in kept..plan.replicas {
+            for _ in kept..replicas {
                 match self.spawn(now, &in_use) {
                     Ok(p) => {
                         in_use.push(p.addr.port());
@@ -178,7 +201,7 @@ impl Pool {
             }
             return;
         }
-        let mut excess = kept - plan.replicas;
+        let mut excess = kept - replicas;
         // Cancel booting processes first, newest first: they hold no connections.
         for p in procs.iter_mut().rev().filter(|p| p.phase == Phase::Booting) {
             if excess == 0 {
@@ -187,15 +210,42 @@ impl Pool {
             stop(p, now);
             excess -= 1;
         }
-        let grace = self.config.drain_grace;
-        let mut overdue: Vec<&mut Proc> = procs
+    }
+
+    /// Draining processes kept only for their connections (`plan.replicas` above what is
+    /// desired): past `drain_grace` their WebSockets are closed with 1001; a process still
+    /// holding connections `close_timeout` after that (pingora-path tunnels, which cannot take
+    /// a close frame) is stopped. Returns how many were stopped.
+    fn close_overdue(
+        &self,
+        procs: &mut [Proc],
+        plan: &drain::Plan,
+        load: &LoadSnapshot,
+        now: Instant,
+    ) -> u32 {
+        let stuck = plan
+            .replicas
+            .saturating_sub(self.desired.load(Ordering::Acquire));
+        let draining = |p: &Proc| matches!(p.phase, Phase::Draining { .. });
+        let addrs = procs.iter().filter(|p| draining(p)).map(|p| p.addr);
+        self.grace.apply(addrs, load, stuck as usize, now);
+        let late = self.close_timeout + CLOSE_MARGIN;
+        let mut stopped = 0;
+        for p in procs
             .iter_mut()
-            .filter(|p| matches!(p.phase, Phase::Draining { since } if now >= since + grace))
-            .collect();
-        overdue.sort_by_key(|p| live_of(load, p.addr));
-        for p in overdue.into_iter().take(excess as usize) {
-            stop(p, now);
+            .filter(|p| draining(p) && live_of(load, p.addr) > 0)
+        {
+            if self
+                .grace
+                .closed_at(p.addr)
+                .is_some_and(|at| now >= at + late)
+            {
+                warn!(id = p.id, backend = %p.addr, "connections left after the 1001 close: stopping");
+                stop(p, now);
+                stopped += 1;
+            }
         }
+        stopped
     }
 
     fn spawn(&self, now: Instant, in_use: &[u16]) -> std::io::Result<Proc> {

@@ -9,6 +9,7 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod drain;
 mod limits;
 mod local_mode;
 mod relay;

@@ -17,11 +17,13 @@ async fn pair() -> (TcpStream, TcpStream) {
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_tunnel_outlives_sixty_seconds_and_ends_at_its_idle_timeout() {
-    let (mut client, proxy_client_side) = pair().await;
-    let (proxy_backend_side, mut backend) = pair().await;
+    let (mut client, mut proxy_client_side) = pair().await;
+    let (mut proxy_backend_side, mut backend) = pair().await;
     let idle = Duration::from_secs(3600);
     let tunnel =
-        tokio::spawn(async move { relay(&proxy_client_side, &proxy_backend_side, idle).await });
+        tokio::spawn(
+            async move { relay(&mut proxy_client_side, &mut proxy_backend_side, idle).await },
+        );
 
     tokio::time::advance(Duration::from_secs(61)).await;
     assert!(
@@ -45,12 +47,12 @@ async fn an_idle_tunnel_outlives_sixty_seconds_and_ends_at_its_idle_timeout() {
 
 #[tokio::test]
 async fn bytes_flow_both_ways_under_backpressure_and_a_close_is_passed_on() {
-    let (mut client, proxy_client_side) = pair().await;
-    let (proxy_backend_side, mut backend) = pair().await;
+    let (mut client, mut proxy_client_side) = pair().await;
+    let (mut proxy_backend_side, mut backend) = pair().await;
     let tunnel = tokio::spawn(async move {
         relay(
-            &proxy_client_side,
-            &proxy_backend_side,
+            &mut proxy_client_side,
+            &mut proxy_backend_side,
             Duration::from_secs(60),
         )
         .await

@@ -189,3 +189,83 @@ async fn the_whole_proxy_scales_the_deployment_on_real_load_and_reports_it() {
         "the lease is released on stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a kube-apiserver (see deploy/README.md)"]
+async fn a_drained_pod_past_its_drain_grace_has_its_websockets_closed_with_1001_then_goes() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+    let admin = client(ADMIN).await;
+    let ns = namespace(&admin, "grace").await;
+    create_deployment(&admin, &ns, "echo", 2).await;
+    let backends = [Backend::start().await, Backend::start().await];
+    for (b, name) in backends.iter().zip(["echo-a", "echo-b"]) {
+        create_pod(&admin, &ns, name, "echo").await;
+        put_slice(&admin, &ns, slice("echo", name, b.addr, name, READY)).await;
+    }
+    let mut c = config(&ns, ADMIN, true);
+    c.backends.kubernetes.as_mut().unwrap().drain_grace = Some(Duration::from_secs(1));
+    let run = Running::start(c, &["kube-discovery", "kube-deployment", "traffic"]);
+    let table = run.table();
+    for b in &backends {
+        time_until(table, b.addr, Some(BackendState::Ready)).await;
+    }
+    let url = format!("ws://{}/chat", run.traffic_addr);
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        support::echo_once(&mut ws, "hi").await;
+        clients.push(ws);
+    }
+    assert!(
+        backends.iter().all(|b| b.stats.open() == 1),
+        "one on each pod"
+    );
+
+    let drained_at = Instant::now();
+    run.target().set_desired(1, 1);
+    let waits: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Close(frame) = m {
+                        return (frame.map(|f| f.code), Instant::now());
+                    }
+                }
+                (None, Instant::now())
+            })
+        })
+        .collect();
+    wait_until("one client closed", || async {
+        waits.iter().filter(|w| w.is_finished()).count() == 1
+    })
+    .await;
+    wait_until("spec.replicas 1", || async {
+        replicas(&admin, &ns, "echo").await == 1
+    })
+    .await;
+    let mut kept = 0;
+    for w in waits {
+        if w.is_finished() {
+            let (code, at) = w.await.unwrap();
+            assert_eq!(code, Some(CloseCode::Away));
+            assert!(
+                at.duration_since(drained_at) >= Duration::from_secs(1),
+                "not before the grace"
+            );
+        } else {
+            kept += 1;
+            w.abort();
+        }
+    }
+    assert_eq!(kept, 1, "the serving pod's client stays");
+    let closed: Vec<_> = backends.iter().map(|b| b.stats.close_codes()).collect();
+    assert!(
+        closed.contains(&vec![Some(1001)]) && closed.contains(&vec![]),
+        "{closed:?}"
+    );
+    let series = "tidegate_websocket_closes_total{cause=\"backend_drained\"}";
+    assert_eq!(run.metric(series), Some(1.0));
+    run.stop().await;
+}

@@ -193,6 +193,8 @@ pub async fn delete_slice(admin: &Client, ns: &str, name: &str) {
 /// tidegate's Kubernetes services running on the test's runtime.
 pub struct Running {
     pub handles: Handles,
+    /// Where the traffic listener accepts (when the `traffic` component runs).
+    pub traffic_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -217,6 +219,7 @@ impl Running {
             .collect();
         Running {
             handles: app.handles,
+            traffic_addr: app.traffic_addr,
             stop,
             tasks,
         }

@@ -58,6 +58,7 @@ pub fn config(backends: &[SocketAddr], cap: u32) -> Config {
         max_connections_per_backend: cap,
         grace_period: Duration::from_secs(1),
         shutdown_timeout: Duration::from_secs(1),
+        shutdown_delay: Duration::ZERO,
         ..Config::default()
     };
     c.backends.static_ = backends

@@ -106,6 +106,7 @@ async fn watch_errors_keep_the_last_endpoints_and_are_retried() {
     let (client, mut server) = fixtures::client();
     let table = Arc::new(BackendTable::new());
     let source = KubernetesBackends {
+        drain_grace: None,
         namespace: "demo".into(),
         service: "echo".into(),
         port: PortRef::Name("ws".into()),

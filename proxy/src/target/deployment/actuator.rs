@@ -124,6 +124,7 @@ impl Actuator {
         let catalog = self.target.catalog();
         if view.paused || !self.leading() {
             catalog.set_draining(HashSet::new());
+            self.drain_grace(HashSet::new(), 0);
             return Ok(());
         }
         let Some(want) = *orders.borrow_and_update() else {
@@ -173,12 +174,28 @@ impl Actuator {
         for e in plan.undrain.iter().filter_map(addr_of) {
             next.remove(&e.address);
         }
+        let stuck = plan.replicas.saturating_sub(want.replicas);
+        self.drain_grace(next.clone(), stuck);
         catalog.set_draining(next);
         let victims = plan.remove.iter().filter_map(addr_of);
         for pod in victims.filter_map(|e| e.pod.as_ref()) {
             self.annotate(apis, pod).await?;
         }
         Ok(plan)
+    }
+
+    /// Closes the connections of the `stuck` overdue ones among the `draining` pods, if a drain
+    /// grace is set.
+    fn drain_grace(&self, draining: HashSet<std::net::SocketAddr>, stuck: u32) {
+        if let Some(grace) = &self.target.grace {
+            let load = self
+                .target
+                .catalog()
+                .table()
+                .load_snapshot(std::time::Instant::now());
+            let now = tokio::time::Instant::now();
+            grace.apply(draining, &load, stuck as usize, now);
+        }
     }
 
     /// Records the outcome of a scale write: the new count, an Event.
