@@ -100,53 +100,75 @@ pub fn occupied(state: &State, backends: &[SocketAddr]) -> Vec<u64> {
     backends.iter().map(|&b| state.occupied(b)).collect()
 }
 
+/// The proxy's live count per backend (upgrades done), in the order given.
+pub fn live(state: &State, backends: &[SocketAddr]) -> Vec<u64> {
+    backends
+        .iter()
+        .map(|&b| state.backend(b).map_or(0, |r| r.live))
+        .collect()
+}
+
 /// One comparison of the proxy's counts with the kernel's that means something under churn:
-/// the proxy's live + pending per backend read before and after the sockets.
+/// the proxy's counts per backend read before and after the sockets. A pending upgrade (the
+/// backend connect made or in flight, the 101 not yet relayed) may or may not be an
+/// established socket at the backend yet, so the kernel's count must lie between the lower
+/// live count and the higher live + pending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comparison {
-    /// The proxy's counts just before the sockets were read.
+    /// The proxy's live + pending just before the sockets were read.
     pub before: Vec<u64>,
     /// The sockets established at each backend.
     pub kernel: Vec<u64>,
-    /// The proxy's counts just after.
+    /// The proxy's live + pending just after.
     pub after: Vec<u64>,
+    /// The lower of the proxy's two live counts (without pending).
+    pub live: Vec<u64>,
 }
 
 impl Comparison {
-    /// Whether each backend's socket count lies between the proxy's two readings — with no
-    /// churn, whether they are equal. A proxy count may lead the kernel's by a connect in
-    /// flight, never by a connection the kernel no longer has.
+    /// Whether each backend's socket count lies between the proxy's lower live count and its
+    /// higher live + pending — with no churn, whether they are equal. A proxy count may lead
+    /// the kernel's by a connect in flight, never by a connection the kernel no longer has.
     pub fn consistent(&self) -> bool {
-        let within = |((b, k), a): ((&u64, &u64), &u64)| (*b).min(*a) <= *k && *k <= (*b).max(*a);
-        self.before
-            .iter()
-            .zip(&self.kernel)
-            .zip(&self.after)
-            .all(within)
+        (0..self.kernel.len()).all(|i| {
+            let (lo, hi) = self.bounds(i);
+            lo <= self.kernel[i] && self.kernel[i] <= hi
+        })
     }
 
-    /// The largest difference between the kernel's count and the proxy's nearer reading.
+    /// How far the kernel's count lies outside the proxy's bounds, at worst.
     pub fn drift(&self) -> u64 {
-        let off = |((b, k), a): ((&u64, &u64), &u64)| k.abs_diff(*b).min(k.abs_diff(*a));
-        self.before
-            .iter()
-            .zip(&self.kernel)
-            .zip(&self.after)
-            .map(off)
+        (0..self.kernel.len())
+            .map(|i| {
+                let (lo, hi) = self.bounds(i);
+                lo.saturating_sub(self.kernel[i])
+                    .max(self.kernel[i].saturating_sub(hi))
+            })
             .max()
             .unwrap_or(0)
+    }
+
+    fn bounds(&self, i: usize) -> (u64, u64) {
+        let lo = self.live[i].min(self.before[i]).min(self.after[i]);
+        (lo, self.before[i].max(self.after[i]))
     }
 }
 
 /// Reads the proxy's counts, the sockets, and the proxy's counts again.
 pub async fn compare(proxy: &Proxy, backends: &[SocketAddr]) -> Result<Comparison, Error> {
-    let before = occupied(&proxy.state().await?, backends);
+    let first = proxy.state().await?;
     let kernel = sockets(backends, None).await?;
-    let after = occupied(&proxy.state().await?, backends);
+    let second = proxy.state().await?;
+    let live = live(&first, backends)
+        .into_iter()
+        .zip(live(&second, backends))
+        .map(|(a, b)| a.min(b))
+        .collect();
     Ok(Comparison {
-        before,
+        before: occupied(&first, backends),
         kernel,
-        after,
+        after: occupied(&second, backends),
+        live,
     })
 }
 
@@ -229,6 +251,7 @@ mod tests {
     #[test]
     fn a_comparison_brackets_the_kernel_between_two_proxy_readings() {
         let c = |before: Vec<u64>, kernel: Vec<u64>, after: Vec<u64>| Comparison {
+            live: before.iter().zip(&after).map(|(b, a)| *b.min(a)).collect(),
             before,
             kernel,
             after,
@@ -239,5 +262,12 @@ mod tests {
         let off = c(vec![5, 7], vec![5, 9], vec![5, 8]);
         assert!(!off.consistent());
         assert_eq!(off.drift(), 1);
+        // 3 pending on the second backend: its sockets may be anywhere from 7 to 10.
+        let pending = Comparison {
+            live: vec![5, 7],
+            ..c(vec![5, 10], vec![5, 8], vec![5, 10])
+        };
+        assert!(pending.consistent());
+        assert_eq!(c(vec![5, 10], vec![5, 8], vec![5, 10]).drift(), 2);
     }
 }
