@@ -16,6 +16,15 @@ pub struct BackendLoad {
     pub live: u32,
     /// Upgrades routed here and still waiting for the backend's 101.
     pub pending: u32,
+    /// Live WebSockets over every replica, this one included, as of the last exchange with
+    /// the peers (`live` without peers).
+    pub cluster_live: u32,
+    /// Live + pending over every replica, as of the last exchange (what the scaler and the
+    /// drain plan read).
+    pub cluster_occupied: u32,
+    /// This replica's share of the cap, when caps are shared with peers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<u32>,
     /// The most live + pending WebSockets it is given.
     pub capacity: u32,
     /// Plain HTTP requests in flight.
@@ -44,6 +53,14 @@ impl LoadSnapshot {
     /// Pending upgrades across all backends.
     pub fn total_pending(&self) -> u64 {
         self.backends.iter().map(|b| u64::from(b.pending)).sum()
+    }
+
+    /// Live WebSockets across all backends and all replicas, as of the last exchange.
+    pub fn total_cluster_live(&self) -> u64 {
+        self.backends
+            .iter()
+            .map(|b| u64::from(b.cluster_live))
+            .sum()
     }
 
     /// Capacity of the backends that take new connections.

@@ -9,6 +9,10 @@
 //! Routing reads an immutable snapshot (`ArcSwap<Vec<Arc<Backend>>>`) without locks; discovery
 //! replaces the snapshot under a mutex. A backend that leaves discovery stays in the table as
 //! [`BackendState::Removed`] — still counted, never routed to — until its last connection closes.
+//!
+//! A table [`BackendTable::shared`] with peers admits on each backend only up to this replica's
+//! share of its cap ([`crate::share`]); a new backend starts with no share until the exchange
+//! gives it one. An unshared table (no peers) admits up to the cap, as a lone replica should.
 
 pub mod backend;
 pub mod queue;
@@ -24,7 +28,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::load::{BackendLoad, LoadSnapshot};
-use backend::{Backend, BackendState};
+use crate::share::{Local, Slots};
+use backend::{Backend, BackendState, UNSHARED};
 use route::eligible_tier;
 use slots::SlotSignal;
 
@@ -48,6 +53,8 @@ pub struct BackendTable {
     writer: Mutex<()>,
     slots: Arc<SlotSignal>,
     epoch: Instant,
+    /// Whether caps are shared with peers (new backends then start with a share of 0).
+    shared: bool,
 }
 
 impl Default for BackendTable {
@@ -57,14 +64,29 @@ impl Default for BackendTable {
 }
 
 impl BackendTable {
-    /// An empty table.
+    /// An empty table that admits up to each backend's cap.
     pub fn new() -> Self {
         Self {
             backends: ArcSwap::from_pointee(Vec::new()),
             writer: Mutex::new(()),
             slots: Arc::default(),
             epoch: Instant::now(),
+            shared: false,
         }
+    }
+
+    /// An empty table whose caps are shared with peers: each backend admits up to this
+    /// replica's share, which starts at 0 and is set through [`Slots`].
+    pub fn shared() -> Self {
+        Self {
+            shared: true,
+            ..Self::new()
+        }
+    }
+
+    /// Whether caps are shared with peers.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The backends now in the table, removed-but-not-empty ones included.
@@ -95,21 +117,22 @@ impl BackendTable {
             specs.into_iter().map(|s| (s.address, s)).collect();
         let mut next = Vec::with_capacity(wanted.len());
         for backend in self.backends.load().iter() {
-            match wanted.remove(&backend.address()) {
-                Some(spec) => {
-                    backend.set_capacity(spec.capacity);
-                    backend.set_state(spec.state);
-                    next.push(Arc::clone(backend));
-                }
-                None if backend.occupied() > 0 || backend.inflight_requests() > 0 => {
-                    backend.set_state(BackendState::Removed);
-                    next.push(Arc::clone(backend));
-                }
-                None => backend.set_state(BackendState::Removed),
+            if let Some(spec) = wanted.remove(&backend.address()) {
+                backend.set_capacity(spec.capacity);
+                backend.set_state(spec.state);
+                next.push(Arc::clone(backend));
+                continue;
+            }
+            // State first, then the counts: a route racing with this either sees `Removed` and
+            // gives its slot back, or its slot is seen here and the backend stays, counted.
+            backend.set_state(BackendState::Removed);
+            if backend.occupied() > 0 || backend.inflight_requests() > 0 {
+                next.push(Arc::clone(backend));
             }
         }
         let mut added: Vec<_> = wanted.into_values().collect();
         added.sort_by_key(|s| s.address);
+        let share = if self.shared { 0 } else { UNSHARED };
         for spec in added {
             let slots = Arc::clone(&self.slots);
             next.push(Arc::new(Backend::new(
@@ -117,6 +140,7 @@ impl BackendTable {
                 spec.capacity,
                 spec.state,
                 slots,
+                share,
             )));
         }
         self.backends.store(Arc::new(next));
@@ -159,14 +183,23 @@ impl BackendTable {
         backend.ejected_until_ms() > self.millis(now)
     }
 
-    /// Total free slots on backends that take new connections.
+    /// Total free slots this replica may fill on backends that take new connections.
     pub fn free_slots(&self, now: Instant) -> u64 {
         self.backends
             .load()
             .iter()
             .filter(|b| eligible_tier(b).is_some() && !self.is_ejected(b, now))
-            .map(|b| u64::from(b.capacity().saturating_sub(b.occupied())))
+            .map(|b| u64::from(b.limit().saturating_sub(b.occupied())))
             .sum()
+    }
+
+    /// Sets every backend's peer counts (live, pending) from `counts`; backends it does not
+    /// list get zero.
+    pub fn set_peer_counts(&self, counts: impl Fn(SocketAddr) -> (u32, u32)) {
+        for b in self.backends.load().iter() {
+            let (live, pending) = counts(b.address());
+            b.set_peer_counts(live, pending);
+        }
     }
 
     /// Whether any backend takes new connections now (what `/readyz` reports).
@@ -186,6 +219,9 @@ impl BackendTable {
                 address: b.address(),
                 live: b.live(),
                 pending: b.pending(),
+                cluster_live: b.live().saturating_add(b.peer_live()),
+                cluster_occupied: b.occupied().saturating_add(b.peer_occupied()),
+                share: (b.share() != UNSHARED).then(|| b.share()),
                 capacity: b.capacity(),
                 inflight_requests: b.inflight_requests(),
                 state: b.state(),
@@ -200,5 +236,30 @@ impl BackendTable {
 
     pub(crate) fn millis(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The shares of a shared table, for the exchange's state machine.
+impl Slots for &BackendTable {
+    fn backends(&self) -> Vec<Local> {
+        let local = |b: &Arc<Backend>| Local {
+            address: b.address(),
+            capacity: b.capacity(),
+            state: b.state(),
+            live: b.live(),
+            pending: b.pending(),
+            share: b.share(),
+        };
+        self.backends.load().iter().map(local).collect()
+    }
+
+    fn raise(&mut self, backend: SocketAddr, by: u32) {
+        if let Some(b) = self.get(backend) {
+            b.raise_share(by);
+        }
+    }
+
+    fn lower(&mut self, backend: SocketAddr, by: u32) -> u32 {
+        self.get(backend).map_or(0, |b| b.lower_share(by))
     }
 }

@@ -181,6 +181,55 @@ fn removed_backends_stay_counted_until_their_last_connection_closes() {
 }
 
 #[test]
+fn a_slot_is_never_held_on_a_backend_the_table_has_let_go() {
+    // Routers read a snapshot, pick, then take the slot; meanwhile discovery removes and re-adds
+    // the backend. A slot taken on a backend the table dropped would be counted nowhere.
+    let t = table(&[spec(1, 1000, BackendState::Ready)]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (orphans, taken) = std::thread::scope(|s| {
+        let routers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut orphans, mut taken) = (0u32, 0u32);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let Ok(r) = t.try_reserve(Instant::now(), &[]) else {
+                            continue;
+                        };
+                        taken += 1;
+                        if !t.backends().iter().any(|b| Arc::ptr_eq(b, r.backend())) {
+                            orphans += 1;
+                        }
+                        let req = t.route_request(Instant::now(), &[]);
+                        if let Some(q) = &req
+                            && !t.backends().iter().any(|b| Arc::ptr_eq(b, q.backend()))
+                        {
+                            orphans += 1;
+                        }
+                    }
+                    (orphans, taken)
+                })
+            })
+            .collect();
+        for _ in 0..20_000 {
+            t.set_backends([]);
+            t.set_backends([spec(1, 1000, BackendState::Ready)]);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        routers
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    assert!(taken > 0);
+    assert_eq!(
+        orphans, 0,
+        "{orphans} of {taken} slots on a dropped backend"
+    );
+    let b = t.get(addr(1)).unwrap();
+    assert_eq!((b.occupied(), b.inflight_requests()), (0, 0));
+}
+
+#[test]
 fn plain_requests_ignore_the_cap_and_are_counted_in_flight() {
     let t = table(&[spec(1, 0, BackendState::Ready)]);
     let req = t.route_request(Instant::now(), &[]).unwrap();

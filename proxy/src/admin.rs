@@ -1,10 +1,13 @@
 //! The admin listener: `/` (the status page), `/metrics` (Prometheus text), `/healthz` (process
-//! up), `/readyz` (at least one backend takes new connections, and no drain has started), `/api/v1/state` ([`state`]: JSON
-//! counts and the scaler's view) and `/api/v1/history` ([`history`]: the last ten minutes, one
-//! sample a second).
+//! up), `/readyz` (at least one backend takes new connections, and no drain has started),
+//! `/api/v1/state` ([`state`]: JSON counts, the cluster view and the scaler's view),
+//! `/api/v1/history` ([`history`]: the last ten minutes, one sample a second), and, with peers,
+//! `POST /api/v1/peer/sync` ([`crate::peers::exchange`]).
 //!
 //! Answers are small and built at request time; each connection carries one request and is
-//! closed, so a stuck scraper cannot hold anything.
+//! closed, and writing the answer is bounded in time, so a stuck scraper cannot hold anything.
+//! With peers, the listener keeps serving through a graceful shutdown until this replica has
+//! left the exchange.
 
 pub mod history;
 pub mod state;
@@ -22,6 +25,7 @@ use tracing::error;
 
 use crate::dataplane::listener::{self, Bound};
 use crate::dataplane::{Proxy, head, respond};
+use crate::peers::{Peers, exchange};
 use crate::scaling::Status;
 use history::History;
 
@@ -41,6 +45,8 @@ pub struct Admin {
     pub scaler: Option<Arc<Status>>,
     /// The last ten minutes.
     pub history: Arc<History>,
+    /// The peer exchange, when peers are configured.
+    pub peers: Option<Arc<Peers>>,
 }
 
 /// The admin listener as a pingora background service.
@@ -66,18 +72,29 @@ impl BackgroundService for Listener {
             return error!("admin listener unavailable");
         };
         let errors = self.admin.proxy.metrics.accept_errors.clone();
-        listener::accept_loop(listener, "admin", &errors, &mut shutdown, |stream, peer| {
+        // Peers push here until this replica has left the exchange, shutdown or not.
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let peers = self.admin.peers.clone();
+        let until = tokio::spawn(async move {
+            let _ = shutdown.changed().await;
+            if let Some(p) = peers {
+                p.wait_left().await;
+            }
+            let _ = stop.send(true);
+        });
+        listener::accept_loop(listener, "admin", &errors, &mut stopped, |stream, peer| {
             drop(tokio::spawn(serve(Arc::clone(&self.admin), stream, peer)));
         })
         .await;
+        until.abort();
     }
 }
 
 /// Serves one admin connection.
-pub async fn serve(admin: Arc<Admin>, mut stream: TcpStream, _peer: SocketAddr) {
+pub async fn serve(admin: Arc<Admin>, mut stream: TcpStream, peer: SocketAddr) {
     let timeout = admin.proxy.config.load().request_header_timeout;
-    let request = match head::read_request(&mut stream, MAX_HEAD, timeout).await {
-        Ok((_, request)) => request,
+    let (head, request) = match head::read_request(&mut stream, MAX_HEAD, timeout).await {
+        Ok(read) => read,
         Err(e) => {
             if let Some((code, reason)) = e.status() {
                 respond::simple(&mut stream, code, reason, &[], &format!("{e}\n")).await;
@@ -86,6 +103,9 @@ pub async fn serve(admin: Arc<Admin>, mut stream: TcpStream, _peer: SocketAddr) 
         }
     };
     let path = request.target.split('?').next().unwrap_or_default();
+    if let (exchange::PATH, "POST", Some(peers)) = (path, request.method.as_str(), &admin.peers) {
+        return exchange::serve(peers, stream, head, peer, timeout).await;
+    }
     if request.method != "GET" && request.method != "HEAD" {
         let allow = [("Allow", "GET, HEAD".to_owned())];
         let (code, reason) = (405, "Method Not Allowed");
@@ -143,9 +163,13 @@ async fn write(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    if !head_only {
-        let _ = stream.write_all(body.as_bytes()).await;
-    }
-    let _ = stream.shutdown().await;
+    // A scraper that stops reading must not hold the connection (and its task) forever.
+    let _ = tokio::time::timeout(respond::WRITE_TIMEOUT, async {
+        stream.write_all(head.as_bytes()).await?;
+        if !head_only {
+            stream.write_all(body.as_bytes()).await?;
+        }
+        stream.shutdown().await
+    })
+    .await;
 }

@@ -80,6 +80,10 @@ pub struct DemoArgs {
     /// Admin listener address (the status page is at /).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
+    /// Edges (proxy replicas) sharing the pool as one cluster, on consecutive ports from
+    /// --listen and --admin-listen; the load is spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub edges: u16,
 }
 
 impl DemoArgs {
@@ -95,6 +99,7 @@ impl DemoArgs {
             capacity: self.max_connections_per_backend,
             boot_delay: self.boot_delay,
             max_replicas: self.max_replicas,
+            edges: self.edges,
         }
     }
 }

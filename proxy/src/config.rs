@@ -15,6 +15,8 @@
 mod backends;
 mod kubernetes;
 mod load;
+mod network;
+mod peers;
 mod scaler;
 
 use std::net::SocketAddr;
@@ -29,7 +31,14 @@ pub use kubernetes::{
     DEFAULT_LEASE_DURATION, DEFAULT_RENEW_PERIOD, DeploymentRef, KubeClientConfig,
     KubernetesBackends, LeaderElection, PortRef,
 };
-pub use load::{Error, load_file, parse};
+pub use load::{Error, MAX_CONFIG_BYTES, load_file, parse};
+pub use network::{
+    Cidr, DEFAULT_KEEPALIVE_COUNT, DEFAULT_KEEPALIVE_IDLE, DEFAULT_KEEPALIVE_INTERVAL, Keepalive,
+    ProxyProtocol, SendProxyProtocol, TcpKeepalive,
+};
+pub use peers::{
+    DEFAULT_CALL_TIMEOUT, DEFAULT_PEER_TIMEOUT, DEFAULT_SYNC_INTERVAL, KubernetesPeers, Peers,
+};
 pub use scaler::ScalerSection;
 
 /// Default traffic listener. Loopback: a cluster deployment sets `0.0.0.0:8080`.
@@ -134,6 +143,21 @@ pub struct Config {
     pub websocket_close_timeout: Duration,
     /// Log lines as `text` (default) or `json`. The level comes from `RUST_LOG` (default info).
     pub log_format: LogFormat,
+    /// Tell backends who the client is: `X-Forwarded-For` (the client address, appended to the
+    /// chain a trusted proxy sent) and `X-Forwarded-Proto`; client-sent `X-Forwarded-For`,
+    /// `X-Real-IP`, `Forwarded` and `X-Forwarded-Proto` are dropped unless the client is in
+    /// `trusted_proxies`. `false` passes those headers through untouched. Default `true`.
+    pub forwarded_headers: bool,
+    /// Address blocks (`10.0.0.0/8`, `2001:db8::/32`, or one address) whose forwarding headers
+    /// are believed and extended rather than dropped. Default: none.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Whether connections to the traffic listener start with a PROXY header (`off`, `v1`,
+    /// `v2`, `any`); when on, the header is required, read within `request_header_timeout`,
+    /// and its source address is the client's. Default `off`.
+    pub proxy_protocol: ProxyProtocol,
+    /// TCP keepalive on the client and backend sockets of every proxied connection: `off`, or
+    /// `{idle, interval, count}`. Default `{idle: 60s, interval: 10s, count: 6}`.
+    pub tcp_keepalive: Keepalive,
     /// Relay upgraded WebSockets with tidegate's own buffer-free relay (`true`, default) or
     /// hand them to pingora's tunnel like any request (`false`: ~60 KB per idle WebSocket;
     /// kept for comparison and as a fallback). Counting and routing are the same either way.
@@ -146,6 +170,9 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Kubernetes credentials. Default: `$KUBECONFIG`, `~/.kube/config` or the service account.
     pub kube_client: Option<KubeClientConfig>,
+    /// The other replicas of this edge: counts, caps, demand and drain marks are shared with
+    /// them. Default: off (this replica counts and caps alone).
+    pub peers: Option<Peers>,
 }
 
 impl Default for Config {
@@ -171,10 +198,15 @@ impl Default for Config {
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             websocket_close_timeout: DEFAULT_WEBSOCKET_CLOSE_TIMEOUT,
             log_format: LogFormat::Text,
+            forwarded_headers: true,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: ProxyProtocol::Off,
+            tcp_keepalive: Keepalive::default(),
             websocket_fast_path: true,
             scaler: None,
             leader_election: None,
             kube_client: None,
+            peers: None,
         }
     }
 }
@@ -224,8 +256,34 @@ impl Config {
                 return invalid(field, "a duration above zero".into());
             }
         }
+        if let Some(k) = self.tcp_keepalive.0 {
+            let secs = |d: Duration| (1..=32767).contains(&d.as_secs()) && d.subsec_nanos() == 0;
+            if !secs(k.idle) || !secs(k.interval) {
+                return invalid(
+                    "tcp_keepalive",
+                    "idle and interval in whole seconds between 1s and 32767s".into(),
+                );
+            }
+            if !(1..=127).contains(&k.count) {
+                return invalid("tcp_keepalive.count", "between 1 and 127".into());
+            }
+        }
         self.backends.validate()?;
         self.validate_kube()?;
+        if let Some(peers) = &self.peers {
+            peers.validate()?;
+        }
+        if self.backends.from_peers {
+            let alone = self.backends.static_.is_empty()
+                && self.backends.local.is_none()
+                && self.backends.kubernetes.is_none();
+            if self.peers.is_none() || !alone {
+                return invalid(
+                    "backends.from_peers",
+                    "a peers section and no other backend source".into(),
+                );
+            }
+        }
         if let Some(scaler) = &self.scaler {
             let kube = self.backends.kubernetes.is_some() && scaler.deployment.is_some();
             if self.backends.local.is_none() && !kube {

@@ -2,8 +2,9 @@
 //!
 //! The path of one connection, in the order the modules run:
 //! 1. [`listener`] accepts it (its own accept loop as a pingora background service);
-//! 2. [`head`] reads its first request head, bounded in size and time, and tells a WebSocket
-//!    upgrade from everything else;
+//! 2. [`inbound`] sets its socket options, reads the PROXY header ([`proxy_protocol`]) if one is
+//!    expected, and settles who the [`client`] is; [`head`] reads and checks its first request
+//!    head, bounded in size and time, and tells a WebSocket upgrade from everything else;
 //! 3. an upgrade takes the fast path in [`tunnel`]: reserve a slot under the cap in the backend
 //!    table (the routing rule and the count invariant live in `tidegate_common::table`),
 //!    connect, pass the handshake, promote the reservation on the `101`, then [`relay`] the two
@@ -19,13 +20,16 @@
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
 //! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
 
+pub mod client;
 pub mod connections;
 pub mod drain;
 pub mod frames;
 pub mod head;
 pub mod http;
+pub mod inbound;
 pub mod listener;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod respond;
 pub mod tunnel;

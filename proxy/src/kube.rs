@@ -4,10 +4,15 @@
 //!
 //! Every service builds its own [`Client`] inside its `start()`, on the runtime that uses it (a
 //! client built before `server.run` dies with the runtime that built it).
+//!
+//! Every call that is not a watch runs under [`within`]: the client's own read timeout is
+//! minutes long (for watches), and a call that hangs must not keep a leader acting past its
+//! Lease (`docs/architecture.md`, "One edge across replicas").
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+use std::future::Future;
 use std::time::Duration;
 
 use ::kube::Client;
@@ -45,6 +50,33 @@ pub enum Error {
     /// The EndpointSlice watch failed (it is retried with backoff).
     #[error("EndpointSlice watch: {0}")]
     Watch(#[source] ::kube::runtime::watcher::Error),
+    /// The API server did not answer in time.
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        /// The call.
+        what: &'static str,
+        /// The time allowed.
+        after: Duration,
+    },
+}
+
+/// Longest one API call may take when no Lease bounds it tighter (no leader election).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the API call `what` with at most `timeout`; a client error is wrapped as
+/// [`Error::from_kube`], running out of time is [`Error::Timeout`].
+pub async fn within<T>(
+    timeout: Duration,
+    what: &'static str,
+    call: impl Future<Output = Result<T, ::kube::Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(|e| Error::from_kube(what, e)),
+        Err(_) => Err(Error::Timeout {
+            what,
+            after: timeout,
+        }),
+    }
 }
 
 impl Error {
@@ -73,7 +105,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Api { code, .. } => matches!(code, 409 | 429) || *code >= 500,
-            Self::Transport { .. } | Self::Watch(_) => true,
+            Self::Transport { .. } | Self::Watch(_) | Self::Timeout { .. } => true,
             Self::Credentials(_) => false,
         }
     }
@@ -90,6 +122,7 @@ impl Error {
             Self::Api { .. } => "rejected",
             Self::Transport { .. } => "transport",
             Self::Watch(_) => "watch",
+            Self::Timeout { .. } => "timeout",
         }
     }
 }

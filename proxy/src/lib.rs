@@ -13,7 +13,11 @@
 //! - [`target`]: what the scaler actuates, behind [`target::ScaleTarget`]: a Deployment (the
 //!   Kubernetes writes), the local process pool, or a dry run.
 //! - [`leader`]: the Lease that lets one replica of several scale.
-//! - [`admin`]: the status page, `/metrics`, `/healthz`, `/readyz` and the JSON API.
+//! - [`peers`]: the exchange that makes several replicas one edge — shared counts, caps held on
+//!   the sum (each replica admits within its share), the cluster's demand for the leader's
+//!   scaler, and the leader's drain marks applied everywhere.
+//! - [`admin`]: the status page, `/metrics`, `/healthz`, `/readyz`, the JSON API and the peer
+//!   exchange's endpoint.
 //!
 //! Around them: [`config`] (the YAML, validated once) and [`reload`] (a changed file applied
 //! without dropping connections); [`kube`] (the Kubernetes client the three Kubernetes parts
@@ -30,6 +34,7 @@ pub mod discovery;
 pub mod kube;
 pub mod leader;
 pub mod metrics;
+pub mod peers;
 pub mod reload;
 pub mod scaling;
 pub mod server;

@@ -7,8 +7,8 @@
 //! `..data` symlink, so the path resolves to a new file. An invalid file keeps the old snapshot,
 //! is logged with the parser's message and counted as `tidegate_config_reloads_total{result=
 //! "error"}`. Settings that cannot change in a running process (listen addresses, threads, the
-//! backend source, the scaler's presence) keep their old values and are reported as needing a
-//! restart.
+//! backend source, the scaler's presence, the peers section but for its `static` list) keep
+//! their old values and are reported as needing a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use pingora::services::background::BackgroundService;
 use prometheus::{IntCounterVec, Registry};
 use tracing::{info, warn};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Peers};
 use crate::dataplane::Proxy;
 use crate::discovery::{self, Catalog};
 
@@ -126,6 +126,23 @@ fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>
     keep!(scaler, "scaler");
     keep!(leader_election, "leader_election");
     keep!(kube_client, "kube_client");
+    keep!(backends.from_peers, "backends.from_peers");
+    // The static peer list changes live (the peers service reads it every sync); the rest of
+    // the section, and whether there is one, needs a restart.
+    let rest = |p: &Option<Peers>| {
+        p.clone().map(|p| Peers {
+            static_: Vec::new(),
+            ..p
+        })
+    };
+    if rest(&next.peers) != rest(&current.peers) {
+        frozen.push("peers");
+        let contacts = next.peers.as_ref().map(|p| p.static_.clone());
+        next.peers = current.peers.clone();
+        if let (Some(p), Some(contacts)) = (next.peers.as_mut(), contacts) {
+            p.static_ = contacts;
+        }
+    }
     (next, frozen)
 }
 

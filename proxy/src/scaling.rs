@@ -7,19 +7,25 @@
 //! (processes, API calls, retries) in the target. Decisions are level-triggered: the newest
 //! desired count wins and a pending change is superseded. With leader election, only the
 //! holder of the Lease decides; [`Status`] is what the admin API shows of it.
+//!
+//! Every replica *observes* every tick, leader or not: with peers its demand is the cluster's,
+//! so a follower that takes over has the same history as the leader it replaces, and its
+//! refusal baseline is this second's, not everything refused while it followed. A replica
+//! that has observed for less than one scale-down window (it just started) never lowers the
+//! replica count: it has not seen the demand that a window would remember.
 
 mod demand;
 pub mod status;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tidegate_common::LoadSnapshot;
 use tidegate_scaler::policy::Action;
-use tidegate_scaler::{Observation, Policy};
+use tidegate_scaler::{Decision, Observation, Policy};
 use tokio::sync::watch;
 use tracing::{info, info_span};
 
@@ -42,16 +48,19 @@ pub struct Scaler {
     demand: Arc<dyn Demand>,
     status: Arc<Status>,
     leading: Option<watch::Receiver<bool>>,
+    warmup: Duration,
 }
 
 impl Scaler {
     /// A scaler reading `demand`, deciding with `policy`, driving `target`, and reporting to
-    /// `status`.
+    /// `status`; it lowers replicas only after observing for `warmup` (the policy's
+    /// scale-down window).
     pub fn new(
         target: Arc<dyn ScaleTarget>,
         policy: Box<dyn Policy>,
         demand: Arc<dyn Demand>,
         status: Arc<Status>,
+        warmup: Duration,
     ) -> Self {
         Self {
             target,
@@ -59,6 +68,7 @@ impl Scaler {
             demand,
             status,
             leading: None,
+            warmup,
         }
     }
 
@@ -78,7 +88,7 @@ impl BackgroundService for Scaler {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let taken = self.policy.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(mut policy) = taken else { return };
-        let epoch = Instant::now();
+        let epoch = tokio::time::Instant::now();
         let mut ticks = tokio::time::interval(policy.sample_period());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_refused = self.demand.refused_total();
@@ -87,9 +97,6 @@ impl BackgroundService for Scaler {
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = shutdown.changed() => break,
-            }
-            if !self.leading() {
-                continue;
             }
             let now = epoch.elapsed();
             let load = self.demand.load();
@@ -105,17 +112,37 @@ impl BackgroundService for Scaler {
                 refused,
             };
             policy.observe(now, &obs);
-            if now < next_decision {
+            if !self.leading() || now < next_decision {
                 continue;
             }
             next_decision = now + policy.period();
             let decision = info_span!("scaling_tick").in_scope(|| policy.decide(now, &obs));
-            if decision.reason.action != Action::Hold {
-                info!(replicas = decision.replicas, reason = %decision.reason, "scaling");
-            }
-            let serving = decision.serving.unwrap_or(decision.replicas);
-            self.target.set_desired(decision.replicas, serving);
-            self.status.record(&obs, &decision);
+            self.act(now, &obs, decision);
         }
     }
 }
+
+impl Scaler {
+    /// Hands `decision` to the target — unless it lowers replicas before a whole scale-down
+    /// window was observed, which is held (recorded, not carried out).
+    fn act(&self, now: Duration, obs: &Observation<'_>, mut decision: Decision) {
+        let current = self.target.desired().max(obs.pods.len() as u32);
+        if decision.replicas < current && now < self.warmup {
+            decision.replicas = current;
+            decision.serving = None;
+            decision.reason.action = Action::Hold;
+            decision.reason.note = "warming up: no scale-down before one scale-down window";
+            self.status.record(obs, &decision);
+            return;
+        }
+        if decision.reason.action != Action::Hold {
+            info!(replicas = decision.replicas, reason = %decision.reason, "scaling");
+        }
+        let serving = decision.serving.unwrap_or(decision.replicas);
+        self.target.set_desired(decision.replicas, serving);
+        self.status.record(obs, &decision);
+    }
+}
+
+#[cfg(test)]
+mod tests;

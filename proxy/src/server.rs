@@ -5,10 +5,12 @@
 //! [`App::build`] is the one place that knows which components a config asks for: the data
 //! plane and the admin listener always; the fixed, local ([`local`]) or Kubernetes
 //! ([`kubernetes`]) backend source; the scaler with its target and, in a cluster, leader
-//! election.
+//! election; with `peers`, the peer exchange ([`peers`]), which the scaler then reads its
+//! demand from.
 
 mod kubernetes;
 mod local;
+mod peers;
 mod running;
 
 use std::net::SocketAddr;
@@ -80,6 +82,8 @@ pub struct Handles {
     pub deployment: Option<Arc<target::deployment::Target>>,
     /// Leadership, when leader election is on.
     pub leading: Option<watch::Receiver<bool>>,
+    /// The peer exchange, when peers are configured.
+    pub peers: Option<Arc<crate::peers::Peers>>,
 }
 
 /// A proxy assembled from a config, with its listeners bound, ready to run.
@@ -114,6 +118,8 @@ impl App {
 
         let conf = server_conf(&config);
         let mut assembly = Assembly::new(&config)?;
+        assembly.add_leader(&config)?;
+        assembly.add_peers(&config, admin_addr.port())?;
         if let Some(local) = &config.backends.local {
             assembly.add_local(local.clone(), config.scaler.as_ref(), &config)?;
         }
@@ -130,6 +136,7 @@ impl App {
             pool,
             deployment,
             leading,
+            peers,
             components,
         } = assembly;
         Ok(App {
@@ -143,6 +150,7 @@ impl App {
                 pool,
                 deployment,
                 leading,
+                peers,
             },
             components,
             conf,
@@ -178,14 +186,20 @@ struct Assembly {
     pool: Option<Arc<target::local::Pool>>,
     deployment: Option<Arc<target::deployment::Target>>,
     leading: Option<watch::Receiver<bool>>,
+    peers: Option<Arc<crate::peers::Peers>>,
     components: Vec<Component>,
 }
 
 impl Assembly {
     /// The data plane and the catalog (filled now from `backends.static`, if that is the source).
+    /// With peers, the table's caps are shared.
     fn new(config: &Config) -> Result<Self, Error> {
         let registry = Registry::new();
-        let table = Arc::new(BackendTable::new());
+        let table = Arc::new(if config.peers.is_some() {
+            BackendTable::shared()
+        } else {
+            BackendTable::new()
+        });
         let cap = config.max_connections_per_backend;
         let catalog = Arc::new(Catalog::new(Arc::clone(&table), cap));
         if config.backends.is_static() {
@@ -199,6 +213,7 @@ impl Assembly {
             pool: None,
             deployment: None,
             leading: None,
+            peers: None,
             components: Vec::new(),
         })
     }
@@ -225,8 +240,12 @@ impl Assembly {
         };
         let status = Arc::new(Status::new(&self.registry, self.leading.clone())?);
         let policy = Box::new(TidegatePolicy::new(section.policy_config(capacity)));
-        let demand = Arc::clone(&self.proxy) as Arc<dyn crate::scaling::Demand>;
-        let mut scaler = Scaler::new(target, policy, demand, Arc::clone(&status));
+        let demand: Arc<dyn crate::scaling::Demand> = match &self.peers {
+            Some(peers) => Arc::new(crate::peers::Demand(Arc::clone(peers))),
+            None => Arc::clone(&self.proxy) as Arc<dyn crate::scaling::Demand>,
+        };
+        let warmup = section.policy.scale_down_window;
+        let mut scaler = Scaler::new(target, policy, demand, Arc::clone(&status), warmup);
         if let Some(leading) = &self.leading {
             scaler = scaler.with_leadership(leading.clone());
         }
@@ -258,6 +277,7 @@ impl Assembly {
             registry: self.registry.clone(),
             scaler: self.scaler.clone(),
             history: Arc::clone(&history),
+            peers: self.peers.clone(),
         });
         let listener = admin::Listener::new(Arc::clone(&served), admin);
         self.add("admin", Arc::new(listener));

@@ -129,3 +129,45 @@ fn the_shipped_deploy_config_is_valid_and_its_grace_budget_adds_up() {
         "terminationGracePeriodSeconds {tgps} must exceed {budget}"
     );
 }
+
+#[test]
+fn the_shipped_ha_config_is_the_base_config_with_peers_and_is_valid() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let config_of = |file: &str| -> String {
+        let cm: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(deploy.join(file)).unwrap()).unwrap();
+        cm["data"]["config.yaml"].as_str().unwrap().to_owned()
+    };
+    let (base, ha) = (
+        config_of("base/configmap.yaml"),
+        config_of("overlays/ha/configmap.yaml"),
+    );
+    let c = tidegate_proxy::config::parse(&ha, "deploy/overlays/ha/configmap.yaml").unwrap();
+    let peers = c.peers.clone().expect("the HA config has a peers section");
+    let k = peers
+        .kubernetes
+        .expect("found through the headless Service");
+    assert_eq!(
+        (k.namespace.as_str(), k.service.as_str()),
+        ("demo", "tidegate-peers")
+    );
+    assert_eq!(k.port, PortRef::Name("admin".into()));
+    // Nothing else differs from the base: the overlay does not fork the config.
+    let base = tidegate_proxy::config::parse(&base, "deploy/base/configmap.yaml").unwrap();
+    assert_eq!(
+        Config {
+            peers: None,
+            ..c.clone()
+        },
+        base
+    );
+    // The Service it names exists in the overlay, on the admin port of the proxy pods.
+    let svc: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(deploy.join("overlays/ha/peers-service.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(svc["metadata"]["name"], "tidegate-peers");
+    assert_eq!(svc["spec"]["clusterIP"], "None");
+    assert_eq!(svc["spec"]["ports"][0]["name"], "admin");
+    assert_eq!(svc["spec"]["publishNotReadyAddresses"], true);
+}

@@ -1,6 +1,7 @@
 //! The status page in a real browser: headless Chromium (driven by playwright-core) loads `/`
-//! from a proxy running the local-mode loop under load, waits until the charts show data, and
-//! saves a screenshot. Needs node, Chromium and playwright-core, which `cargo xtask test`
+//! from a proxy running the local-mode loop under load — with a second edge beside it, taking
+//! the pool's backends through the peer exchange and half of the load — waits until the charts
+//! show data and the cluster view shows the peer, and saves a screenshot. Needs node, Chromium and playwright-core, which `cargo xtask test`
 //! installs; plain `cargo test` skips it as ignored.
 
 #![allow(clippy::unwrap_used)]
@@ -10,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tidegate_proxy::config::{LocalBackends, ScalerSection};
+use tidegate_proxy::config::{LocalBackends, Peers, ScalerSection};
 use tidegate_tools::load::{Endpoint, Population, Profile, population};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,9 +33,18 @@ async fn the_status_page_shows_live_data_in_headless_chromium() {
         boot_time: Duration::from_secs(1),
         ..ScalerSection::default()
     });
+    c.peers = Some(Peers::default());
     let proxy = start_proxy(c);
-    wait_until("backends ready", || async {
+    let mut beside = config(&[], 20);
+    beside.backends.from_peers = true;
+    beside.peers = Some(Peers {
+        static_: vec![proxy.admin_addr],
+        ..Peers::default()
+    });
+    let second = start_proxy(beside);
+    wait_until("backends ready on both edges", || async {
         state(&proxy).await["totals"]["capacity"].as_u64() >= Some(20)
+            && state(&second).await["totals"]["capacity"].as_u64() >= Some(20)
     })
     .await;
     let load = Population::new(population::Plan {
@@ -43,7 +53,8 @@ async fn the_status_page_shows_live_data_in_headless_chromium() {
         period: Duration::from_secs(20),
         duration: None,
         report: false,
-    });
+    })
+    .spread_over([Endpoint::parse(&format!("ws://{}/", second.traffic_addr)).unwrap()]);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let load_task = tokio::spawn(async move { load.run(async { drop(stop_rx.await) }).await });
 

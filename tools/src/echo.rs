@@ -21,6 +21,7 @@ use tracing::debug;
 #[derive(Debug, Default)]
 pub struct Stats {
     open: AtomicUsize,
+    peak: AtomicUsize,
     accepted: AtomicUsize,
     close_one: Notify,
     /// The code of every close frame received (`None`: a close frame without one).
@@ -31,6 +32,11 @@ impl Stats {
     /// WebSockets open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
+    }
+
+    /// The most WebSockets open at once since start.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
     }
 
     /// WebSockets accepted since start.
@@ -94,7 +100,8 @@ async fn connection(mut stream: TcpStream, stats: Arc<Stats>) {
         return;
     };
     stats.accepted.fetch_add(1, Ordering::SeqCst);
-    stats.open.fetch_add(1, Ordering::SeqCst);
+    let open = stats.open.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.peak.fetch_max(open, Ordering::SeqCst);
     loop {
         tokio::select! {
             msg = ws.next() => match msg {

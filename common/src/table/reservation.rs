@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::backend::Backend;
+use super::route::eligible_tier;
 
 /// A slot on one backend, held for the whole life of a WebSocket: pending from routing until the
 /// backend's `101`, live after [`Reservation::promote`], released exactly once on drop — on every
@@ -34,12 +35,20 @@ impl fmt::Debug for Reservation {
 }
 
 impl Reservation {
-    /// Takes a slot on `backend` if it is under its capacity.
+    /// Takes a slot on `backend` if it is under its capacity and still takes new connections.
+    ///
+    /// The state is read again after the slot is taken: the routing snapshot that chose
+    /// `backend` may predate its removal (or drain), and a slot on a backend the table has just
+    /// let go would be counted nowhere. If it no longer takes connections the slot goes back.
     pub(crate) fn try_new(backend: &Arc<Backend>) -> Option<Self> {
-        backend.try_take_slot().then(|| Self {
+        if !backend.try_take_slot() {
+            return None;
+        }
+        let reservation = Self {
             backend: Arc::clone(backend),
             live: false,
-        })
+        };
+        eligible_tier(backend).map(|_| reservation)
     }
 
     /// The backend this slot is on.
@@ -104,6 +113,7 @@ mod tests {
             cap,
             super::super::BackendState::Ready,
             Arc::default(),
+            super::super::backend::UNSHARED,
         ))
     }
 
@@ -124,6 +134,21 @@ mod tests {
         assert_eq!((b.live(), b.pending(), b.occupied()), (0, 1, 1));
         drop(r2);
         assert_eq!((b.live(), b.pending(), b.occupied()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_backend_that_stopped_taking_connections_gives_the_slot_back() {
+        let b = backend(2);
+        for state in [
+            super::super::BackendState::Draining,
+            super::super::BackendState::Removed,
+        ] {
+            b.set_state(state);
+            assert!(Reservation::try_new(&b).is_none(), "{state}");
+            assert_eq!(b.occupied(), 0, "{state}");
+        }
+        b.set_state(super::super::BackendState::Terminating);
+        assert!(Reservation::try_new(&b).is_some());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! Taking the slot is a compare-and-swap on the chosen backend
 //! ([`super::reservation::Reservation`]), so two routes racing for the last slot cannot both
 //! win: the loser picks again.
+//!
+//! With peers, "under its cap" means under this replica's share of it, and "fewest" counts
+//! the other replicas' connections too (as of the last exchange), so the backends stay
+//! balanced over the whole cluster.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,8 +53,15 @@ impl BackendTable {
     /// they limit WebSockets) and counts the request until the guard drops.
     pub fn route_request(&self, now: Instant, exclude: &[SocketAddr]) -> Option<InflightRequest> {
         let backends = self.backends.load();
-        let pick = self.pick(&backends, now, exclude, Load::Request).ok()?;
-        Some(InflightRequest::new(pick))
+        for _ in 0..ROUNDS {
+            let pick = self.pick(&backends, now, exclude, Load::Request).ok()?;
+            let request = InflightRequest::new(pick);
+            // As for a reservation: the snapshot may predate the backend's removal.
+            if eligible_tier(pick).is_some() {
+                return Some(request);
+            }
+        }
+        None
     }
 
     /// The least-loaded backend with room, ties at random, among the preferred group: ready
@@ -97,9 +108,11 @@ fn lightest<'a>(
     let mut ties = 0u32;
     for b in group {
         let occupied = b.occupied();
+        // Room is this replica's own (`limit`: the cap, or its share of it with peers); the
+        // weight is the backend's load over every replica, so the sum stays balanced.
         let weight = match load {
-            Load::WebSocket if occupied >= b.capacity() => continue,
-            Load::WebSocket => occupied,
+            Load::WebSocket if occupied >= b.limit() => continue,
+            Load::WebSocket => occupied.saturating_add(b.peer_occupied()),
             Load::Request => occupied.saturating_add(b.inflight_requests()),
         };
         match best {

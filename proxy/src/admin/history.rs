@@ -25,8 +25,10 @@ const EVERY: Duration = Duration::from_secs(1);
 pub struct Sample {
     /// Unix time, milliseconds.
     pub t_ms: u64,
-    /// Live WebSockets.
+    /// Live WebSockets through this replica.
     pub live: u64,
+    /// Live WebSockets over every replica, as of the last exchange (`live` without peers).
+    pub cluster_live: u64,
     /// Upgrades waiting in the queue.
     pub waiting: u64,
     /// Capacity of routable backends.
@@ -63,6 +65,7 @@ impl History {
         let sample = Sample {
             t_ms: scaling::status::unix_ms(),
             live: load.total_live(),
+            cluster_live: load.total_cluster_live(),
             waiting: load.waiting as u64,
             capacity: load.routable_capacity(),
             forecast: scaler.as_ref().and_then(|v| v.forecast_connections),

@@ -23,6 +23,12 @@ pub struct Backends {
     pub local: Option<LocalBackends>,
     /// The endpoints of a Kubernetes Service, from its EndpointSlices. Default: off.
     pub kubernetes: Option<super::KubernetesBackends>,
+    /// Take the backends (and their drain marks) from the peers that have a source of their
+    /// own — an edge beside one that runs `backends.local`. Needs `peers`. Default: false.
+    pub from_peers: bool,
+    /// Open every backend connection with a PROXY header naming the client (`off` or `v2`).
+    /// Default `off`.
+    pub send_proxy_protocol: super::SendProxyProtocol,
 }
 
 /// `backends.local`: a pool of backend processes on this machine.
@@ -71,7 +77,12 @@ impl Default for LocalBackends {
 impl Backends {
     /// Whether the backends are the fixed `static` list (no discovery source fills the table).
     pub fn is_static(&self) -> bool {
-        self.local.is_none() && self.kubernetes.is_none()
+        self.local.is_none() && self.kubernetes.is_none() && !self.from_peers
+    }
+
+    /// Whether this replica has a backend source of its own (static, local or Kubernetes).
+    pub fn has_source(&self) -> bool {
+        !self.static_.is_empty() || self.local.is_some() || self.kubernetes.is_some()
     }
 
     pub(super) fn validate(&self) -> Result<(), Error> {

@@ -103,6 +103,14 @@ fn default_renew_period() -> Duration {
 }
 
 impl LeaderElection {
+    /// The longest one Lease or scaling call may take: half of the shorter of the renew period
+    /// and the renew deadline (`lease_duration - renew_period`), so that a write started while
+    /// leading lands before a follower may take over.
+    pub fn call_timeout(&self) -> Duration {
+        let deadline = self.lease_duration.saturating_sub(self.renew_period);
+        deadline.min(self.renew_period) / 2
+    }
+
     /// The identity to hold the Lease as: the configured one, else `$POD_NAME`, else the host
     /// name, else `tidegate-<pid>`.
     pub fn resolved_identity(&self) -> String {

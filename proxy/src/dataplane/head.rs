@@ -1,17 +1,24 @@
 //! Reading an HTTP/1.x message head off a socket, bounded in size and time, and deciding
-//! whether a request is a WebSocket upgrade.
+//! whether a request is a WebSocket upgrade. [`check`] holds the rules every request head must
+//! follow (framing, line endings, `Host`); [`rewrite`] builds the head the fast path forwards.
 //!
 //! The buffer grows from 1 KiB only as bytes arrive, and nothing is allocated before the first
 //! byte: a connection that sits silent costs no buffer.
+
+pub mod check;
+pub mod rewrite;
 
 use std::io;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+pub use check::Invalid;
 
 /// Most header lines parsed in one head.
-const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 const FIRST_READ: usize = 1024;
 
 /// Why no request head could be read. Each maps to one status code (or none).
@@ -20,6 +27,9 @@ pub enum Error {
     /// Not valid HTTP/1.x → 400.
     #[error("malformed request head: {0}")]
     Malformed(&'static str),
+    /// Valid HTTP/1.x that breaks one of [`check`]'s rules → 400.
+    #[error("refused request head: {0}")]
+    Invalid(#[from] Invalid),
     /// Longer than the limit, or too many header lines → 431.
     #[error("request head larger than {0} bytes")]
     TooLarge(usize),
@@ -38,7 +48,7 @@ impl Error {
     /// The status to answer with, if any.
     pub fn status(&self) -> Option<(u16, &'static str)> {
         match self {
-            Self::Malformed(_) => Some((400, "Bad Request")),
+            Self::Malformed(_) | Self::Invalid(_) => Some((400, "Bad Request")),
             Self::TooLarge(_) => Some((431, "Request Header Fields Too Large")),
             Self::Timeout(_) => Some((408, "Request Timeout")),
             Self::Closed | Self::Io(_) => None,
@@ -49,6 +59,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed_request",
+            Self::Invalid(why) => why.metric_label(),
             Self::TooLarge(_) => "header_too_large",
             Self::Timeout(_) => "header_timeout",
             Self::Closed => "closed_early",
@@ -66,10 +77,22 @@ pub struct Head {
     pub len: usize,
 }
 
+impl Head {
+    /// The head itself.
+    pub fn head(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// What followed the head in the same reads (pipelined bytes).
+    pub fn tail(&self) -> &[u8] {
+        &self.bytes[self.len..]
+    }
+}
+
 /// The parts of a request head routing needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// An HTTP/1.1 `GET` with `Upgrade: websocket` and `Connection: upgrade`.
+    /// An HTTP/1.1 request with `Upgrade: websocket` (see [`check::request`]).
     pub websocket: bool,
     /// The method, e.g. `GET`.
     pub method: String,
@@ -77,24 +100,37 @@ pub struct Request {
     pub target: String,
 }
 
-/// Reads a request head within `timeout` and `max` bytes and says whether it is a WebSocket
-/// upgrade.
+/// Reads a request head within `timeout` and `max` bytes, checks it, and says whether it is a
+/// WebSocket upgrade.
 pub async fn read_request(
     stream: &mut TcpStream,
     max: usize,
     timeout: Duration,
 ) -> Result<(Head, Request), Error> {
+    read_request_from(stream, Vec::new(), max, Instant::now() + timeout).await
+}
+
+/// As [`read_request`], starting with bytes already read (what followed a PROXY header) and
+/// ending at `deadline`.
+pub async fn read_request_from(
+    stream: &mut TcpStream,
+    already: Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> Result<(Head, Request), Error> {
     let parse = |buf: &[u8]| -> Result<Option<(usize, Request)>, Error> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => Ok(Some((len, request(&req)))),
+            Ok(httparse::Status::Complete(len)) => {
+                Ok(Some((len, check::request(&req, &buf[..len])?)))
+            }
             Ok(httparse::Status::Partial) => Ok(None),
             Err(httparse::Error::TooManyHeaders) => Err(Error::TooLarge(max)),
             Err(_) => Err(Error::Malformed("not an HTTP/1.x request")),
         }
     };
-    read_head(stream, max, timeout, parse).await
+    read_head(stream, already, max, deadline, parse).await
 }
 
 /// The parts of a response head the proxy needs.
@@ -106,11 +142,13 @@ pub struct Response {
     pub content_length: Option<u64>,
 }
 
-/// Reads a response head within `timeout`.
+/// Reads a response head by `deadline`, starting with bytes already read (what followed an
+/// interim response).
 pub async fn read_response(
     stream: &mut TcpStream,
+    already: Vec<u8>,
     max: usize,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<(Head, Response), Error> {
     let parse = |buf: &[u8]| -> Result<Option<(usize, Response)>, Error> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -129,19 +167,32 @@ pub async fn read_response(
             Err(_) => Err(Error::Malformed("not an HTTP/1.x response")),
         }
     };
-    read_head(stream, max, timeout, parse).await
+    read_head(stream, already, max, deadline, parse).await
 }
 
+/// Reads until `parse` finds a whole head in the buffer (which starts as `already`), at most
+/// `max` bytes, by `deadline`.
 async fn read_head<T>(
     stream: &mut TcpStream,
+    already: Vec<u8>,
     max: usize,
-    timeout: Duration,
+    deadline: Instant,
     parse: impl Fn(&[u8]) -> Result<Option<(usize, T)>, Error>,
 ) -> Result<(Head, T), Error> {
     let work = async {
-        stream.readable().await?;
-        let mut bytes = Vec::with_capacity(FIRST_READ.min(max));
+        let mut bytes = already;
+        if !bytes.is_empty() {
+            if let Some((len, parsed)) = parse(&bytes)? {
+                return Ok((Head { bytes, len }, parsed));
+            }
+        } else {
+            stream.readable().await?;
+            bytes.reserve_exact(FIRST_READ.min(max));
+        }
         loop {
+            if bytes.len() >= max {
+                return Err(Error::TooLarge(max));
+            }
             if bytes.len() == bytes.capacity() {
                 bytes.reserve((bytes.capacity()).min(max.saturating_sub(bytes.len()).max(1)));
             }
@@ -151,36 +202,12 @@ async fn read_head<T>(
             if let Some((len, parsed)) = parse(&bytes)? {
                 return Ok((Head { bytes, len }, parsed));
             }
-            if bytes.len() >= max {
-                return Err(Error::TooLarge(max));
-            }
         }
     };
-    tokio::time::timeout(timeout, work)
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout_at(deadline, work)
         .await
         .map_err(|_| Error::Timeout(timeout))?
-}
-
-fn request(req: &httparse::Request<'_, '_>) -> Request {
-    let has_token = |name: &str, token: &str| {
-        req.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .any(|h| {
-                h.value
-                    .split(|&c| c == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-            })
-    };
-    let websocket = req.method == Some("GET")
-        && req.version == Some(1)
-        && has_token("upgrade", "websocket")
-        && has_token("connection", "upgrade");
-    Request {
-        websocket,
-        method: req.method.unwrap_or_default().to_owned(),
-        target: req.path.unwrap_or_default().to_owned(),
-    }
 }
 
 fn header<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8]> {
@@ -188,30 +215,4 @@ fn header<'a>(headers: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(raw: &str) -> Request {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        req.parse(raw.as_bytes()).unwrap();
-        request(&req)
-    }
-
-    #[test]
-    fn websocket_upgrades_are_told_from_other_upgrades() {
-        let ws = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n";
-        assert!(parsed(ws).websocket);
-        let h2c = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
-        assert!(!parsed(h2c).websocket);
-        let no_conn = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
-        assert!(!parsed(no_conn).websocket);
-        let post = "POST / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
-        assert!(!parsed(post).websocket);
-        let http10 = "GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
-        assert!(!parsed(http10).websocket);
-    }
 }

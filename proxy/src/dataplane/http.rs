@@ -1,7 +1,15 @@
 //! Plain HTTP, handed to pingora's HTTP proxy: requests are routed to the least-loaded backend
-//! and counted in flight; WebSocket upgrades that arrive later on a kept-alive connection are
-//! handled here too, with the same reservation rules as the fast path in [`super::tunnel`]
-//! (pingora's tunnel buffers them, so they cost more memory; first requests never come here).
+//! and counted in flight; WebSocket upgrades that arrive later on a kept-alive connection (or
+//! every upgrade, with `websocket_fast_path: false`) are handled here too, with the same
+//! reservation rules as the fast path in [`super::tunnel`] (pingora's tunnel buffers them, so
+//! they cost more memory).
+//!
+//! The first head of every connection was read and checked by tidegate before it got here;
+//! later heads on a kept-alive connection are checked by the same rules in `request_filter`.
+//! A `101` reaches the client only for a request that holds a reservation. [`upstream`] holds
+//! the backend side: peer options, forwarding headers, the PROXY header.
+
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,14 +19,18 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::proxy::FailToProxy;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tidegate_common::{Backend, InflightRequest, Reservation};
 use tokio::net::TcpStream;
 
 use super::Proxy;
-use super::head::Head;
+use super::client::{Client, Forwarding, Proto};
+use super::head::{self, Head, check};
 
 /// The `ProxyHttp` behind the traffic listener's plain-HTTP path.
 pub struct HttpFallback {
@@ -43,16 +55,28 @@ pub struct RequestCtx {
     inflight: Option<InflightRequest>,
     tried: Vec<SocketAddr>,
     backend: Option<Arc<Backend>>,
+    /// A connect failed because this process is out of descriptors: answer 503, blame nobody.
+    out_of_descriptors: bool,
 }
 
-/// Hands a connection whose first request head was already read to pingora's HTTP proxy.
+/// Hands a connection whose first request head was already read to pingora's HTTP proxy, with
+/// `client` as the address pingora reports for it.
 pub async fn hand_over(
     app: &Arc<HttpProxy>,
     stream: TcpStream,
     head: Head,
+    client: &Client,
     shutdown: &ShutdownWatch,
 ) {
+    use std::os::fd::AsRawFd;
+    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
+    let _ = digest.peer_addr.set(Some(PeerAddr::Inet(client.addr)));
+    if let Some(local) = client.local {
+        // Otherwise pingora looks the socket's own address up if it is ever asked for.
+        let _ = digest.local_addr.set(Some(PeerAddr::Inet(local)));
+    }
     let mut stream = L4Stream::from(stream);
+    stream.set_socket_digest(digest);
     stream.rewind(&head.bytes);
     drop(head);
     let mut next = app.process_new(Box::new(stream), shutdown).await;
@@ -61,18 +85,78 @@ pub async fn hand_over(
     }
 }
 
-fn is_websocket(session: &Session) -> bool {
-    let req = session.req_header();
-    let has = |name: http::header::HeaderName, token: &str| {
-        req.headers.get_all(name).iter().any(|v| {
-            v.as_bytes()
-                .split(|&c| c == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
-    };
-    req.method == http::Method::GET
-        && has(http::header::UPGRADE, "websocket")
-        && has(http::header::CONNECTION, "upgrade")
+/// The client as [`hand_over`] described it to pingora; `https` when the stream pingora reads
+/// carries a TLS digest.
+fn client_of(session: &Session) -> Option<Client> {
+    let addr = *session.client_addr()?.as_inet()?;
+    let local = session.server_addr().and_then(|a| a.as_inet().copied());
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    Some(Client {
+        addr,
+        local,
+        proto: if tls { Proto::Https } else { Proto::Http },
+    })
+}
+
+impl HttpFallback {
+    /// Checks a later head of a kept-alive connection by the first head's rules; `Err` is the
+    /// reason it is refused.
+    fn check(session: &Session) -> std::result::Result<bool, check::Invalid> {
+        let Some(h1) = session.downstream_session.as_http1() else {
+            return Ok(false);
+        };
+        let raw = h1.get_headers_raw_bytes();
+        let mut headers = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&raw) {
+            Ok(httparse::Status::Complete(len)) => Ok(check::request(&req, &raw[..len])?.websocket),
+            // pingora parsed it (it may have escaped its target); nothing more to check here.
+            _ => Ok(false),
+        }
+    }
+
+    /// Answers `code` with `Connection: close` and ends the request.
+    async fn answer(
+        session: &mut Session,
+        code: u16,
+        extra: Option<(&str, String)>,
+    ) -> Result<bool> {
+        session.set_keepalive(None);
+        let mut resp = ResponseHeader::build(code, Some(3))?;
+        if let Some((name, value)) = extra {
+            resp.insert_header(name.to_owned(), value)?;
+        }
+        resp.insert_header("Content-Length", "0")?;
+        session.write_response_header(Box::new(resp), true).await?;
+        Ok(true)
+    }
+
+    /// Takes a slot for an upgrade, waiting in the queue while the client is there.
+    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let config = self.proxy.config.load_full();
+        let reserved = tokio::select! {
+            biased;
+            r = self.proxy.table.reserve(config.queue_policy(), &[]) => r,
+            _ = session.downstream_session.read_body_or_idle(true) => {
+                let left = &self.proxy.metrics.bad_requests;
+                left.with_label_values(&["left_in_queue"]).inc();
+                return Error::e_explain(ErrorType::ConnectionClosed, "client left while queued")
+                    .map_err(Error::into_down);
+            }
+        };
+        match reserved {
+            Ok(r) => {
+                ctx.reservation = Some(r);
+                Ok(false)
+            }
+            Err(why) => {
+                let rejected = &self.proxy.metrics.rejected;
+                rejected.with_label_values(&[why.metric_label()]).inc();
+                let retry = ("Retry-After", config.retry_after_secs().to_string());
+                Self::answer(session, 503, Some(retry)).await
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -84,34 +168,26 @@ impl ProxyHttp for HttpFallback {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.websocket = is_websocket(session);
+        ctx.websocket = match Self::check(session) {
+            Ok(websocket) => websocket,
+            Err(why) => {
+                let bad = &self.proxy.metrics.bad_requests;
+                bad.with_label_values(&[why.metric_label()]).inc();
+                return Self::answer(session, 400, None).await;
+            }
+        };
         if !ctx.websocket {
             return Ok(false);
         }
-        let config = self.proxy.config.load_full();
-        match self.proxy.table.reserve(config.queue_policy(), &[]).await {
-            Ok(r) => {
-                ctx.reservation = Some(r);
-                Ok(false)
-            }
-            Err(why) => {
-                self.proxy
-                    .metrics
-                    .rejected
-                    .with_label_values(&[why.metric_label()])
-                    .inc();
-                let mut resp = ResponseHeader::build(503, Some(2))?;
-                resp.insert_header("Retry-After", config.retry_after_secs().to_string())?;
-                resp.insert_header("Content-Length", "0")?;
-                session.write_response_header(Box::new(resp), true).await?;
-                Ok(true)
-            }
-        }
+        // Interim answers (100, 103) before the 101 are not passed on: WebSocket clients take
+        // the first answer for the handshake's (as on the fast path).
+        session.set_ignore_info_resp(true);
+        self.admit(session, ctx).await
     }
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let table = &self.proxy.table;
@@ -127,10 +203,24 @@ impl ProxyHttp for HttpFallback {
         };
         let backend = backend
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no backend with room"))?;
-        let mut peer = HttpPeer::new(backend.address(), false, String::new());
+        let config = self.proxy.config.load();
+        let peer = upstream::peer(&config, backend.address(), client_of(session).as_ref());
         ctx.backend = Some(backend);
-        peer.options.connection_timeout = Some(self.proxy.config.load().connect_timeout);
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let config = self.proxy.config.load();
+        let forwarding = client_of(session).and_then(|c| Forwarding::new(&config, &c));
+        match forwarding {
+            Some(f) => upstream::forward(upstream_request, &f),
+            None => Ok(()),
+        }
     }
 
     fn fail_to_connect(
@@ -140,6 +230,14 @@ impl ProxyHttp for HttpFallback {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.reservation = None;
+        ctx.inflight = None;
+        if upstream::out_of_descriptors(&e) {
+            // The proxy's own trouble: the backend is fine, keep it in, do not retry.
+            ctx.out_of_descriptors = true;
+            ctx.backend = None;
+            return e;
+        }
         let config = self.proxy.config.load();
         if let Some(backend) = ctx.backend.take() {
             let failures = &self.proxy.metrics.connect_failures;
@@ -149,12 +247,39 @@ impl ProxyHttp for HttpFallback {
                 .eject(&backend, Instant::now(), config.eject_for);
             ctx.tried.push(backend.address());
         }
-        ctx.reservation = None;
-        ctx.inflight = None;
         if ctx.tried.len() < config.connect_attempts as usize {
             e.set_retry(true);
         }
         e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = if ctx.out_of_descriptors {
+            let reason = "out_of_descriptors";
+            self.proxy
+                .metrics
+                .rejected
+                .with_label_values(&[reason])
+                .inc();
+            let retry = self.proxy.config.load().retry_after_secs().to_string();
+            let _ = Self::answer(session, 503, Some(("Retry-After", retry))).await;
+            503
+        } else {
+            let code = upstream::error_status(e);
+            if code > 0 {
+                let _ = session.respond_error(code).await;
+            }
+            code
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn upstream_response_filter(
@@ -163,14 +288,27 @@ impl ProxyHttp for HttpFallback {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (true, Some(r)) = (
-            ctx.websocket && resp.status.as_u16() == 101,
-            ctx.reservation.as_mut(),
-        ) {
-            r.promote();
-            // pingora's 60 s downstream read timeout would otherwise cut idle WebSockets.
-            session.set_read_timeout(Some(self.proxy.config.load().websocket_idle_timeout));
+        if resp.status.as_u16() != 101 {
+            if ctx.websocket && !resp.status.is_informational() {
+                // A refused upgrade gives its slot back before the refusal is passed on, and
+                // ends its connection, as on the fast path: bytes the client pipelined behind
+                // it are dropped, not read as the next request.
+                ctx.reservation = None;
+                session.set_keepalive(None);
+            }
+            return Ok(());
         }
+        let Some(r) = ctx.reservation.as_mut().filter(|_| ctx.websocket) else {
+            // No slot was taken for this request: its 101 must not become an uncounted tunnel.
+            return Error::e_explain(
+                ErrorType::InvalidHTTPHeader,
+                "101 to a request without a slot",
+            )
+            .map_err(Error::into_up);
+        };
+        r.promote();
+        // pingora's 60 s downstream read timeout would otherwise cut idle WebSockets.
+        session.set_read_timeout(Some(self.proxy.config.load().websocket_idle_timeout));
         Ok(())
     }
 

@@ -17,10 +17,10 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::IntCounterVec;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
 use super::http::{self, HttpProxy};
-use super::{Proxy, head, respond, tunnel};
+use super::{Proxy, inbound, tunnel};
 
 /// Pending connections the kernel queues per listener (bursts of reconnects).
 const BACKLOG: i32 = 4096;
@@ -155,24 +155,18 @@ async fn serve(
     peer: SocketAddr,
     shutdown: ShutdownWatch,
 ) {
-    let _ = stream.set_nodelay(true);
     let config = proxy.config.load_full();
-    let (max, timeout) = (
-        config.max_request_header_bytes,
-        config.request_header_timeout,
-    );
-    match head::read_request(&mut stream, max, timeout).await {
-        Ok((head, request)) if request.websocket && config.websocket_fast_path => {
-            tunnel::serve(&proxy, &config, stream, head, peer).await
-        }
-        Ok((head, _)) => http::hand_over(&http, stream, head, &shutdown).await,
-        Err(e) => {
-            debug!(%peer, error = %e, "bad request head");
-            let label = e.metric_label();
-            proxy.metrics.bad_requests.with_label_values(&[label]).inc();
-            if let Some((code, reason)) = e.status() {
-                respond::simple(&mut stream, code, reason, &[], &format!("{e}\n")).await;
-            }
-        }
+    let Some(opened) = inbound::open(&proxy, &config, &mut stream, peer).await else {
+        return;
+    };
+    let inbound::Opened {
+        client,
+        head,
+        request,
+    } = opened;
+    if request.websocket && config.websocket_fast_path {
+        tunnel::serve(&proxy, &config, stream, head, &client).await
+    } else {
+        http::hand_over(&http, stream, head, &client, &shutdown).await
     }
 }

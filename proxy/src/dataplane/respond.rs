@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Most time spent writing one of these answers to a slow client.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most time spent writing one of these answers (or an admin answer) to a slow client.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes a complete response and flushes it; errors are ignored (the client may be gone).
 pub async fn simple(

@@ -3,11 +3,14 @@
 //! reservation on the `101`, then relay with [`super::relay`]. The reservation lives in this
 //! future, so its `Drop` releases the slot on every way out — including the runtime dropping the
 //! future at shutdown.
+//!
+//! The backend gets a rewritten head ([`super::head::rewrite`]) and nothing else before its
+//! answer: bytes the client sent after its head are held until the `101` and go with the
+//! connection otherwise, so no second request can ride in behind a refused upgrade.
 
 mod connect;
 mod handshake;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +19,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info_span};
 
+use super::client::{Client, Forwarding};
 use super::connections::Cause;
 use super::frames::Frames;
-use super::head::Head;
+use super::head::{Head, rewrite};
 use super::relay::{End, Relay};
 use super::{Proxy, respond};
-use crate::config::Config;
+use crate::config::{Config, SendProxyProtocol};
 use connect::NoBackend;
+pub(crate) use connect::is_out_of_descriptors;
 use handshake::Answer;
 
 /// Serves one WebSocket upgrade request whose head has been read.
@@ -31,29 +36,54 @@ pub async fn serve(
     config: &Config,
     mut client: TcpStream,
     request: Head,
-    peer: SocketAddr,
+    who: &Client,
 ) {
-    let span = info_span!("websocket", %peer, backend = tracing::field::Empty);
+    let span = info_span!("websocket", peer = %who.addr, backend = tracing::field::Empty);
     async {
         let Some((reservation, backend)) = route(proxy, config, &mut client).await else {
             return;
         };
         tracing::Span::current().record("backend", reservation.backend().label());
-        upgrade(proxy, config, client, backend, reservation, request).await;
+        let sent = upstream_head(config, &request, who, &client);
+        let ends = (client, backend);
+        upgrade(proxy, config, ends, reservation, &sent, request).await;
     }
     .instrument(span)
     .await
 }
 
-/// Takes a slot (waiting in the queue if every backend is full) and connects to its backend;
-/// `None` once the client has been answered with a refusal (503) or a 502.
+/// What the backend gets before its answer: the optional PROXY header and the rewritten head.
+fn upstream_head(config: &Config, request: &Head, who: &Client, socket: &TcpStream) -> Vec<u8> {
+    let forwarding = Forwarding::new(config, who);
+    let proxy_header = match config.backends.send_proxy_protocol {
+        SendProxyProtocol::V2 => {
+            let local = who.local.or_else(|| socket.local_addr().ok());
+            Some((who.addr, local.unwrap_or(who.addr)))
+        }
+        SendProxyProtocol::Off => None,
+    };
+    rewrite::websocket(request.head(), proxy_header, forwarding.as_ref())
+}
+
+/// Takes a slot (waiting in the queue if every backend is full, for as long as the client is
+/// there) and connects to its backend; `None` once the client has been answered with a refusal
+/// (503) or a 502, or has left.
 async fn route(
     proxy: &Proxy,
     config: &Config,
     client: &mut TcpStream,
 ) -> Option<(Reservation, TcpStream)> {
     let queued = tokio::time::Instant::now();
-    let reservation = match proxy.table.reserve(config.queue_policy(), &[]).await {
+    let reserved = tokio::select! {
+        biased;
+        r = proxy.table.reserve(config.queue_policy(), &[]) => r,
+        () = left(client) => {
+            debug!("the client left while its upgrade waited for a slot");
+            proxy.metrics.bad_requests.with_label_values(&["left_in_queue"]).inc();
+            return None;
+        }
+    };
+    let reservation = match reserved {
         Ok(r) => r,
         Err(why) => return reject(proxy, config, client, why).await,
     };
@@ -75,14 +105,24 @@ async fn route(
     }
 }
 
+/// Resolves when the client closes or fails. Bytes from it (a client should send none before
+/// the `101`) end the watch without being read: then it waits like any other.
+async fn left(client: &TcpStream) {
+    let mut probe = [0u8; 1];
+    if let Ok(1..) = client.peek(&mut probe).await {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The handshake through the connected backend, then, on its `101`, the relay. The
-/// reservation is promoted on the `101` and released when this returns.
+/// reservation is promoted on the `101`; on any other answer it is given back before the
+/// client is answered, and otherwise when this returns.
 async fn upgrade(
     proxy: &Proxy,
     config: &Config,
-    mut client: TcpStream,
-    mut backend: TcpStream,
+    (mut client, mut backend): (TcpStream, TcpStream),
     mut reservation: Reservation,
+    sent: &[u8],
     request: Head,
 ) {
     let chosen = Arc::clone(reservation.backend());
@@ -90,11 +130,12 @@ async fn upgrade(
         let labels = [chosen.label(), result];
         proxy.metrics.upgrades.with_label_values(&labels).inc()
     };
-    // Frames that came in the same reads as the heads have passed already: the relay starts
-    // counting after them.
-    let up = Frames::after(&request.bytes[request.len..]);
+    // What the client sent after its head is held until the `101` and passed then (below):
+    // the relay's tracker starts after it. What came in the backend's read after its answer
+    // has passed with the answer.
+    let up = Frames::after(request.tail());
     let down;
-    match handshake::exchange(config, &mut backend, request).await {
+    match handshake::exchange(config, &mut backend, sent).await {
         Answer::Upgraded(response) => {
             reservation.promote();
             down = Frames::after(&response.bytes[response.len..]);
@@ -105,14 +146,20 @@ async fn upgrade(
         }
         Answer::Refused(response) => {
             count("refused");
+            drop(reservation);
             let timeout = config.upstream_handshake_timeout;
             return handshake::forward_refusal(client, backend, response, timeout).await;
         }
         Answer::Failed { result, status } => {
             count(result);
+            drop(reservation);
             let (code, reason, body) = status;
             return respond::simple(&mut client, code, reason, &[], body).await;
         }
+    }
+    // What the client sent after its head, held until now.
+    if !handshake::pass_held(config, &mut backend, request).await {
+        return;
     }
     let started = tokio::time::Instant::now();
     let tracked = proxy.connections.track(reservation.backend());

@@ -28,9 +28,25 @@ pub fn client() -> (Client, ApiServer) {
     (Client::new(svc, "default"), ApiServer(handle))
 }
 
+/// A request taken and never answered: the call hangs while this is held.
+pub type Held = mock::SendResponse<Response<Body>>;
+
 impl ApiServer {
     /// Waits for the next request and answers it with `status` and `body`.
     pub async fn answer(&mut self, status: u16, body: Value) -> Seen {
+        let (seen, send) = self.hold().await;
+        let resp = Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        send.send_response(resp);
+        seen
+    }
+
+    /// Waits for the next request and does not answer it: the caller keeps the handle, and
+    /// the client's call hangs as long as it is held.
+    pub async fn hold(&mut self) -> (Seen, Held) {
         let (req, send) = self
             .0
             .next_request()
@@ -46,19 +62,14 @@ impl ApiServer {
             .map(str::to_owned);
         let bytes = req.into_body().collect_bytes().await.unwrap();
         let body_in = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let resp = Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&body).unwrap()))
-            .unwrap();
-        send.send_response(resp);
-        Seen {
+        let seen = Seen {
             method,
             path,
             query,
             content_type,
             body: body_in,
-        }
+        };
+        (seen, send)
     }
 
     /// Answers the next request with an error `Status` of `code`.

@@ -116,3 +116,70 @@ fn takeover_counts_a_transition_and_renewal_keeps_the_acquire_time() {
     let renewed = desired_lease(Action::Renew, "a", "tg", DUR, Some(created));
     assert_eq!(renewed.spec.unwrap().acquire_time, spec.acquire_time);
 }
+
+/// A Lease as the API server returns it, held by `holder`.
+fn lease_json(holder: &str, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "tidegate", "namespace": "demo", "resourceVersion": version},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15},
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_renewal_stops_leadership_at_the_deadline_not_when_the_call_returns() {
+    use crate::kube::fixtures::{self, status};
+    let config = LeaderElection {
+        namespace: "demo".into(),
+        lease_name: "tidegate".into(),
+        lease_duration: DUR,
+        renew_period: RENEW,
+        identity: Some("me".into()),
+    };
+    assert_eq!(config.call_timeout(), Duration::from_millis(2500));
+    let registry = prometheus::Registry::new();
+    let (service, mut leading) =
+        Service::new(config, KubeClientConfig::default(), &registry).unwrap();
+    let (client, mut server) = fixtures::client();
+    let (stop, shutdown) = watch::channel(false);
+    let api: Api<Lease> = Api::namespaced(client, "demo");
+    let service = std::sync::Arc::new(service);
+    let running = tokio::spawn({
+        let service = std::sync::Arc::clone(&service);
+        async move { service.run(api, shutdown).await }
+    });
+    server.answer(404, status(404, "NotFound")).await;
+    let create = server.answer(201, lease_json("me", "1")).await;
+    assert_eq!(create.method, http::Method::POST);
+    let created = Instant::now();
+    leading.wait_for(|l| *l).await.unwrap();
+    // Every call from now on hangs: the renewal, and each later read.
+    let mut held = Vec::new();
+    server.answer(200, lease_json("me", "1")).await;
+    held.push(server.hold().await); // the PUT of the renewal at +5 s
+    let lapsed = tokio::spawn(async move {
+        leading.wait_for(|l| !*l).await.unwrap();
+        Instant::now()
+    });
+    for _ in 0..3 {
+        held.push(server.hold().await); // reads at +10 s, +15 s, ...
+    }
+    let lapsed = lapsed.await.unwrap() - created;
+    let deadline = DUR - RENEW;
+    assert!(
+        lapsed <= deadline,
+        "leading until {lapsed:?}, past the deadline {deadline:?} after the last renewal"
+    );
+    assert!(
+        lapsed > deadline - RENEW,
+        "not before it had to ({lapsed:?})"
+    );
+    let timeouts = service.errors.with_label_values(&["timeout"]).get();
+    assert!(
+        timeouts >= 2,
+        "each hanging call timed out and was counted ({timeouts})"
+    );
+    stop.send(true).unwrap();
+    drop(held);
+    running.abort();
+}

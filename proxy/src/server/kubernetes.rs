@@ -1,6 +1,6 @@
 //! Kubernetes mode's components: EndpointSlice discovery always; with `scaler.deployment`, the
 //! Deployment target with its actuator and the scaler; with `leader_election`, the Lease loop
-//! that lets only one replica act.
+//! that lets only one replica act (built first: the peer exchange reports leadership).
 
 use std::sync::Arc;
 
@@ -13,6 +13,19 @@ use crate::target::deployment::{Actuator, Target};
 use crate::target::drain_grace::DrainGrace;
 
 impl Assembly {
+    /// The Lease loop, when `leader_election` is set (validation ties it to
+    /// `scaler.deployment`).
+    pub(super) fn add_leader(&mut self, config: &Config) -> Result<(), Error> {
+        let Some(election) = config.leader_election.clone() else {
+            return Ok(());
+        };
+        let client = config.kube_client.clone().unwrap_or_default();
+        let (service, leading) = leader::Service::new(election, client, &self.registry)?;
+        self.add("kube-leader", Arc::new(service));
+        self.leading = Some(leading);
+        Ok(())
+    }
+
     pub(super) fn add_kubernetes(
         &mut self,
         source: KubernetesBackends,
@@ -29,12 +42,10 @@ impl Assembly {
         let Some(deployment) = section.deployment.clone() else {
             return Ok(());
         };
-        if let Some(election) = config.leader_election.clone() {
-            let (service, leading) =
-                leader::Service::new(election, client.clone(), &self.registry)?;
-            self.add("kube-leader", Arc::new(service));
-            self.leading = Some(leading);
-        }
+        let call_timeout = config
+            .leader_election
+            .as_ref()
+            .map_or(crate::kube::DEFAULT_CALL_TIMEOUT, |l| l.call_timeout());
         let (min, max) = (section.min_replicas, section.max_replicas);
         let remove_below = section.policy.drain_remove_below;
         let catalog = Arc::clone(&self.catalog);
@@ -53,7 +64,9 @@ impl Assembly {
             client,
             leading,
             &self.registry,
-        )?;
+        )?
+        .following_peers(self.peers.is_some())
+        .with_call_timeout(call_timeout);
         self.add("kube-deployment", Arc::new(actuator));
         self.deployment = Some(target);
         Ok(())

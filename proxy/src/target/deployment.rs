@@ -76,6 +76,9 @@ pub struct Target {
     order: watch::Sender<Option<Order>>,
     view: Mutex<View>,
     annotated: Mutex<HashSet<String>>,
+    /// Pods that may carry a mark set by a previous leader (they were draining when this
+    /// replica took over).
+    inherited: Mutex<HashSet<String>>,
     writes: AtomicU64,
     reads: AtomicU64,
     last_failure: Mutex<Option<String>>,
@@ -94,6 +97,7 @@ impl Target {
             order: watch::Sender::new(None),
             view: Mutex::new(View::default()),
             annotated: Mutex::new(HashSet::new()),
+            inherited: Mutex::new(HashSet::new()),
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             last_failure: Mutex::new(None),
@@ -143,8 +147,10 @@ impl Target {
 
     /// Forgets annotated pods that are no longer among the endpoints (they are gone).
     fn keep_annotations_of(&self, eps: &[Endpoint]) {
-        let mut set = self.annotated.lock().unwrap_or_else(|p| p.into_inner());
-        set.retain(|pod| eps.iter().any(|e| e.pod.as_deref() == Some(pod.as_str())));
+        for m in [&self.annotated, &self.inherited] {
+            let mut set = m.lock().unwrap_or_else(|p| p.into_inner());
+            set.retain(|pod| eps.iter().any(|e| e.pod.as_deref() == Some(pod.as_str())));
+        }
     }
 
     /// Records the outcome of a write; true if a failure is new (worth an Event), so that a
@@ -160,6 +166,42 @@ impl Target {
     fn first_annotation(&self, pod: &str) -> bool {
         let mut set = self.annotated.lock().unwrap_or_else(|p| p.into_inner());
         set.insert(pod.to_owned())
+    }
+
+    /// Whether `pod` may carry a deletion-cost mark (set here, or by a previous leader).
+    fn is_marked(&self, pod: &str) -> bool {
+        let lock =
+            |m: &Mutex<HashSet<String>>| m.lock().unwrap_or_else(|p| p.into_inner()).contains(pod);
+        lock(&self.annotated) || lock(&self.inherited)
+    }
+
+    /// `pod` carries no mark (any more).
+    fn forget_mark(&self, pod: &str) {
+        for m in [&self.annotated, &self.inherited] {
+            m.lock().unwrap_or_else(|p| p.into_inner()).remove(pod);
+        }
+    }
+
+    /// On taking over: every draining pod may carry the previous leader's mark.
+    fn inherit_marks(&self) {
+        let (eps, draining) = self.catalog.snapshot();
+        let pods = eps
+            .iter()
+            .filter(|e| draining.contains(&e.address))
+            .filter_map(|e| e.pod.clone());
+        let mut set = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+        set.extend(pods);
+    }
+
+    /// Pods this replica knows or suspects to carry a deletion-cost mark.
+    pub fn marked(&self) -> Vec<String> {
+        let mut all: Vec<String> = [&self.annotated, &self.inherited]
+            .iter()
+            .flat_map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 }
 
@@ -206,11 +248,12 @@ pub fn observations(
     spec_replicas: Option<u32>,
     load: &LoadSnapshot,
 ) -> Vec<PodObservation> {
+    // Over every replica: a pod that is empty here may be full on a peer.
     let live = |ep: &Endpoint| {
         load.backends
             .iter()
             .find(|b| b.address == ep.address)
-            .map_or(0, |b| b.live + b.pending)
+            .map_or(0, |b| b.cluster_occupied)
     };
     let mut pods: Vec<PodObservation> = eps
         .iter()

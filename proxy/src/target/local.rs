@@ -326,11 +326,12 @@ impl Pool {
     }
 }
 
+/// Live + pending on `addr` over every replica (a backend empty here may be full on a peer).
 fn live_of(load: &LoadSnapshot, addr: SocketAddr) -> u32 {
     load.backends
         .iter()
         .find(|b| b.address == addr)
-        .map_or(0, |b| b.live + b.pending)
+        .map_or(0, |b| b.cluster_occupied)
 }
 
 fn stop(p: &mut Proc, now: Instant) {
@@ -363,7 +364,7 @@ fn observations(procs: &[Proc], load: &LoadSnapshot) -> Vec<PodObservation> {
     let live: HashMap<SocketAddr, u32> = load
         .backends
         .iter()
-        .map(|b| (b.address, b.live + b.pending))
+        .map(|b| (b.address, b.cluster_occupied))
         .collect();
     procs
         .iter()

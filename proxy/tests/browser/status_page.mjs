@@ -31,14 +31,21 @@ try {
   await page.waitForFunction(() => Number(document.body.dataset.samples || 0) >= 5
       && Number((document.getElementById("k-live").textContent || "0").replace(/\D/g, "")) > 0,
     null, { timeout: 30000 });
+  // The cluster view: the peer edge listed as up, and its connections in the cluster figure.
+  await page.waitForFunction(() => document.querySelectorAll("#peers td.up").length >= 1
+      && Number((document.getElementById("k-cluster").textContent || "0").replace(/\D/g, ""))
+         > Number((document.getElementById("k-live").textContent || "0").replace(/\D/g, "")),
+    null, { timeout: 30000 });
   const figures = await page.evaluate(() => ({
     live: document.getElementById("k-live").textContent,
+    cluster: document.getElementById("k-cluster").textContent,
+    peers: document.getElementById("k-peers").textContent,
     desired: document.getElementById("k-desired").textContent,
     backends: document.querySelectorAll("#backends .be").length,
     decision: document.getElementById("last-decision").textContent,
   }));
   if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
-  if (figures.backends < 1 || figures.desired === "–" || !figures.decision) {
+  if (figures.backends < 1 || figures.desired === "–" || !figures.decision || figures.peers === "–") {
     throw new Error(`status page incomplete: ${JSON.stringify(figures)}`);
   }
   await page.screenshot({ path: out, fullPage: true });

@@ -52,3 +52,30 @@ async fn bad_requests_are_answered_and_leave_counts_intact() {
     }
     assert_eq!(state(&proxy).await["totals"]["pending"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_client_that_stops_reading_is_let_go() {
+    // Enough backends that /metrics is megabytes: more than the kernel buffers a client with a
+    // tiny receive window can hold, so the proxy's write blocks.
+    let backends: Vec<std::net::SocketAddr> = (0..12_000u32)
+        .map(|i| std::net::SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250) as u8 + 1], 9)))
+        .collect();
+    let proxy = start_proxy(config(&backends, 10));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&proxy.admin_addr.into()).unwrap();
+    let mut stuck = std::net::TcpStream::from(socket);
+    std::io::Write::write_all(&mut stuck, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let me = stuck.local_addr().unwrap();
+    wait_until(
+        "the admin listener is writing to the stuck client",
+        || async { sockets_with_peer(me).len() == 1 },
+    )
+    .await;
+    // It gives up after its write timeout (5 s), well within the harness deadline.
+    wait_until("the admin listener lets the stuck client go", || async {
+        sockets_with_peer(me).is_empty()
+    })
+    .await;
+    drop(stuck);
+}

@@ -15,13 +15,23 @@ struct LimitedProxy {
     child: Child,
     traffic: SocketAddr,
     admin: SocketAddr,
+    _config: tempfile::TempDir,
 }
 
 impl LimitedProxy {
     fn start(nofile: u32, backend: SocketAddr) -> LimitedProxy {
+        LimitedProxy::with_config(nofile, backend, "")
+    }
+
+    /// As [`LimitedProxy::start`], with `yaml` as the config file under the flags.
+    fn with_config(nofile: u32, backend: SocketAddr, yaml: &str) -> LimitedProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, yaml).unwrap();
         let script = format!(
-            "ulimit -n {nofile} && exec \"$0\" proxy --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-             --backend {backend} --max-connections-per-backend 1000 --queue-timeout 0s --log-format json"
+            "ulimit -n {nofile} && exec \"$0\" proxy --config {} --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+             --backend {backend} --max-connections-per-backend 1000 --queue-timeout 0s --log-format json",
+            file.display()
         );
         let mut child = Command::new("sh")
             .args(["-c", &script, env!("CARGO_BIN_EXE_tidegate")])
@@ -45,7 +55,17 @@ impl LimitedProxy {
             traffic: addr("traffic"),
             admin: addr("admin"),
             child,
+            _config: dir,
         }
+    }
+
+    /// Descriptors the process has open now below `limit` (descriptors it inherited above the
+    /// limit, such as a jobserver pipe, take no room under it).
+    fn open_fds(&self, limit: u32) -> u32 {
+        let dir = format!("/proc/{}/fd", self.child.id());
+        let numbers = std::fs::read_dir(dir).unwrap().flatten();
+        let numbers = numbers.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+        numbers.filter(|&n| n < limit).count() as u32
     }
 }
 
@@ -142,4 +162,65 @@ async fn descriptor_exhaustion_is_survived_counted_and_recovered_from() {
     // And new WebSockets are served again.
     let mut again = try_open(proxy.traffic).await.expect("the proxy recovers");
     echo_once(&mut again, "recovered").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_hits_the_descriptor_limit_ejects_no_backend_on_either_path() {
+    const LIMIT: u32 = 48;
+    let backend = Backend::start().await;
+    for fast_path in [true, false] {
+        let yaml = format!("websocket_fast_path: {fast_path}\n");
+        let proxy = LimitedProxy::with_config(LIMIT, backend.addr, &yaml);
+        let free = || LIMIT - proxy.open_fds(LIMIT);
+        // The proxy opens its runtimes' descriptors as it starts: settle on one WebSocket first.
+        let mut held = vec![try_open(proxy.traffic).await.expect("a first WebSocket")];
+        // Fill up until one or two descriptors are left (a WebSocket takes two).
+        while free() >= 3 {
+            let before = proxy.open_fds(LIMIT);
+            held.push(try_open(proxy.traffic).await.expect("room for this one"));
+            wait_until("both sockets of the WebSocket are open", || async {
+                proxy.open_fds(LIMIT) == before + 2
+            })
+            .await;
+        }
+        // Exactly one left: an idle connection takes the other (it waits for its head).
+        let mut idle = None;
+        if free() == 2 {
+            idle = Some(tokio::net::TcpStream::connect(proxy.traffic).await.unwrap());
+            wait_until("the idle connection is accepted", || async { free() == 1 }).await;
+        }
+        // This upgrade is accepted into the last descriptor; its backend connect hits EMFILE.
+        let addr = proxy.traffic;
+        let (_s, head) =
+            open_raw(addr, upgrade_request("Connection: Upgrade\r\n").as_bytes()).await;
+        assert!(
+            head.starts_with("HTTP/1.1 503"),
+            "fast path {fast_path}: {head}"
+        );
+        assert!(
+            head.contains("Retry-After: "),
+            "fast path {fast_path}: {head}"
+        );
+        drop(idle);
+        drop(held.pop());
+        let m = scrape(proxy.admin).await;
+        let series = "tidegate_rejected_connections_total{reason=\"out_of_descriptors\"}";
+        assert_eq!(sample(&m, series), Some(1.0), "fast path {fast_path}");
+        let failures = format!(
+            "tidegate_backend_connect_failures_total{{backend=\"{}\"}}",
+            backend.addr
+        );
+        assert_eq!(
+            sample(&m, &failures),
+            None,
+            "fast path {fast_path}: backend blamed"
+        );
+        let state = get(proxy.admin, "/api/v1/state").await;
+        assert!(
+            state.contains("\"ejected\":false"),
+            "fast path {fast_path}: {state}"
+        );
+        let mut again = try_open(proxy.traffic).await.expect("served again");
+        echo_once(&mut again, "the backend was never ejected").await;
+    }
 }

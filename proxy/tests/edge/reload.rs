@@ -29,6 +29,20 @@ impl ConfigMapDir {
         self.dir.path().join("config.yaml")
     }
 
+    /// A proxy running this volume's config and watching it.
+    fn spawn_watching(&self) -> tidegate_proxy::server::Running {
+        let path = self.path();
+        let config = tidegate_proxy::config::load_file(&path).unwrap();
+        let mut app = App::build(config).unwrap();
+        let load_path: PathBuf = path.clone();
+        app.watch_config(
+            path,
+            Box::new(move || tidegate_proxy::config::load_file(Path::new(&load_path))),
+        )
+        .unwrap();
+        app.spawn()
+    }
+
     /// Writes a new version and swaps `..data` to it atomically, as the kubelet does.
     fn publish(&mut self, text: &str) {
         self.version += 1;
@@ -59,16 +73,7 @@ async fn reloads(proxy: &tidegate_proxy::server::Running, result: &str) -> f64 {
 async fn configmap_reloads_apply_or_are_refused_without_dropping_live_websockets() {
     let backend = Backend::start().await;
     let mut volume = ConfigMapDir::new(&yaml(backend.addr, "5", "127.0.0.1:0"));
-    let path = volume.path();
-    let config = tidegate_proxy::config::load_file(&path).unwrap();
-    let mut app = App::build(config).unwrap();
-    let load_path: PathBuf = path.clone();
-    app.watch_config(
-        path.clone(),
-        Box::new(move || tidegate_proxy::config::load_file(Path::new(&load_path))),
-    )
-    .unwrap();
-    let proxy = app.spawn();
+    let proxy = volume.spawn_watching();
     let mut live = [ws(&proxy).await, ws(&proxy).await, ws(&proxy).await];
 
     volume.publish(&yaml(backend.addr, "7", "127.0.0.1:0"));
@@ -105,4 +110,57 @@ async fn configmap_reloads_apply_or_are_refused_without_dropping_live_websockets
     }
     assert_eq!(state(&proxy).await["totals"]["live"], 3);
     assert_counts_match(&proxy, &[&backend]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counters_of_a_backend_that_left_the_table_leave_the_scrape() {
+    let stays = Backend::start().await;
+    let leaves = Backend::start().await;
+    let dead: std::net::SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap() // dropped: connects to it are refused
+    };
+    let two = |a: std::net::SocketAddr, b: &str| {
+        format!(
+            "admin_listen: 127.0.0.1:0\nlisten: 127.0.0.1:0\nbackends:\n  static: [{a}{b}]\ngrace_period: 1s\nshutdown_timeout: 1s\n"
+        )
+    };
+    let mut volume = ConfigMapDir::new(&two(stays.addr, &format!(", {}, {dead}", leaves.addr)));
+    let proxy = volume.spawn_watching();
+    // Upgrades and plain requests to every backend (the dead one is tried, fails, is ejected).
+    for _ in 0..4 {
+        drop(ws(&proxy).await);
+        get(proxy.traffic_addr, "/healthz").await;
+    }
+    let series_of = |m: &str, b: std::net::SocketAddr| {
+        m.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("backend=\"{b}\"")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait_until("counter series for all three", || async {
+        let m = metrics(&proxy).await;
+        let counters = |b| {
+            series_of(&m, b)
+                .iter()
+                .filter(|l| l.contains("_total"))
+                .count()
+        };
+        counters(stays.addr) > 0 && counters(leaves.addr) > 0 && counters(dead) > 0
+    })
+    .await;
+
+    volume.publish(&two(stays.addr, ""));
+    wait_until("the departed backends' series are gone", || async {
+        let m = metrics(&proxy).await;
+        series_of(&m, leaves.addr).is_empty() && series_of(&m, dead).is_empty()
+    })
+    .await;
+    let m = metrics(&proxy).await;
+    assert!(
+        series_of(&m, stays.addr)
+            .iter()
+            .any(|l| l.starts_with("tidegate_upgrades_total")),
+        "the remaining backend keeps its counters:\n{m}"
+    );
 }

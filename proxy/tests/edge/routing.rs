@@ -200,3 +200,64 @@ async fn an_upgrade_on_a_kept_alive_connection_is_counted_too() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upgrade_gives_its_slot_back_before_the_refusal_is_passed_on() {
+    use crate::support::recording::{Recording, Step};
+    let backend = Recording::start(vec![
+        Step::Send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 10\r\n\r\nnope"),
+        Step::Hold,
+        Step::Send(b" nope!"),
+        Step::Record,
+    ])
+    .await;
+    for fast_path in [true, false] {
+        let mut c = config(&[backend.addr], 1);
+        c.websocket_fast_path = fast_path;
+        let proxy = start_proxy(c);
+        let request = upgrade_request("Connection: Upgrade\r\n");
+        let (mut s, head) = open_raw(proxy.traffic_addr, request.as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+        // The backend holds the rest of its body; the slot is free already.
+        wait_until(
+            "the slot is given back while the refusal is forwarded",
+            || async {
+                let s = state(&proxy).await;
+                (
+                    s["totals"]["pending"].as_u64(),
+                    s["totals"]["live"].as_u64(),
+                ) == (Some(0), Some(0))
+            },
+        )
+        .await;
+        backend.release();
+        let mut body = [0u8; 10];
+        s.read_exact(&mut body).await.unwrap();
+        assert_eq!(&body, b"nope nope!", "fast path {fast_path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_answers_before_the_101_are_skipped() {
+    use crate::support::recording::{Recording, Step};
+    let backend = Recording::start(vec![
+        Step::Send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        Step::Send(b"HTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\n"),
+        Step::Upgrade,
+        Step::Echo,
+    ])
+    .await;
+    for (i, fast_path) in [true, false].into_iter().enumerate() {
+        let mut c = config(&[backend.addr], 10);
+        c.websocket_fast_path = fast_path;
+        let proxy = start_proxy(c);
+        let mut ws = ws(&proxy).await;
+        echo_once(&mut ws, "after two interim answers").await;
+        assert_eq!(
+            state(&proxy).await["totals"]["live"],
+            1,
+            "fast path {fast_path}"
+        );
+        assert!(backend.conns().len() == i + 1);
+    }
+}

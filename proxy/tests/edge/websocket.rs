@@ -190,31 +190,32 @@ async fn stopping_the_proxy_releases_every_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_return_to_zero_after_thousands_of_mixed_endings() {
+    // 32 clients × 40 connections over 20 slots (so many wait in the queue), each ending one
+    // of seven ways, three of them upgrades a WebSocket library would not send.
+    churn(true, 10, 32, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_return_to_zero_after_mixed_endings_of_every_shape_on_pingoras_path() {
+    churn(false, 5, 16, 12).await;
+}
+
+/// `clients` clients each open `each` upgrades one after another through a proxy with a cap of
+/// `cap` on each of two backends, ending them in every way of [`one_ending`]; then every count
+/// must be back to zero and every upgrade have been answered 101.
+async fn churn(fast_path: bool, cap: u32, clients: u32, each: u32) {
     let backends = [Backend::start().await, Backend::start().await];
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
-    let mut c = config(&addrs, 10);
+    let mut c = config(&addrs, cap);
     c.queue_timeout = Duration::from_secs(15);
+    c.websocket_fast_path = fast_path;
     let proxy = std::sync::Arc::new(start_proxy(c));
-    // 32 clients × 40 connections over 20 slots (so many wait in the queue), each ending one
-    // of four ways.
-    let tasks: Vec<_> = (0..32u32)
+    let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let proxy = std::sync::Arc::clone(&proxy);
             tokio::spawn(async move {
-                for i in 0..40u32 {
-                    let mut ws = ws(&proxy).await;
-                    match (client + i) % 4 {
-                        0 => ws.close(None).await.unwrap(),
-                        1 => drop(ws),
-                        2 => {
-                            echo_once(&mut ws, "x").await;
-                            drop(ws);
-                        }
-                        _ => {
-                            echo_once(&mut ws, "y").await;
-                            ws.close(None).await.unwrap();
-                        }
-                    }
+                for i in 0..each {
+                    one_ending(&proxy, client + i).await;
                 }
             })
         })
@@ -229,8 +230,45 @@ async fn counts_return_to_zero_after_thousands_of_mixed_endings() {
     .await;
     let m = metrics(&proxy).await;
     let ok = upgrades_total(&m, &addrs, "ok");
-    assert_eq!(ok, 1280.0);
+    assert_eq!(ok, f64::from(clients * each), "fast path {fast_path}");
     assert_counts_match(&proxy, &[&backends[0], &backends[1]]).await;
+}
+
+/// One upgrade, ended one of seven ways by `n`: a library's handshake closed, dropped, echoed
+/// and dropped, echoed and closed; or raw upgrades whose `Connection` is `keep-alive`,
+/// `close` (with bytes pipelined behind the head) or absent after a plain request on the same
+/// connection — each answered 101 and then dropped.
+async fn one_ending(proxy: &tidegate_proxy::server::Running, n: u32) {
+    use tokio::io::AsyncWriteExt;
+    let raw_upgrade = |s: tokio::net::TcpStream, headers: &'static str, tail: &'static str| async move {
+        let mut s = s;
+        let request = upgrade_request(headers) + tail;
+        s.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{headers:?}: {head}");
+    };
+    let addr = proxy.traffic_addr;
+    let connect = || async move { tokio::net::TcpStream::connect(addr).await.unwrap() };
+    match n % 7 {
+        4 => raw_upgrade(connect().await, "Connection: keep-alive\r\n", "").await,
+        5 => raw_upgrade(connect().await, "Connection: close\r\n", "junk").await,
+        6 => raw_upgrade(kept_alive(addr).await, "", "").await,
+        kind => {
+            let mut ws = ws(proxy).await;
+            match kind {
+                0 => ws.close(None).await.unwrap(),
+                1 => drop(ws),
+                2 => {
+                    echo_once(&mut ws, "x").await;
+                    drop(ws);
+                }
+                _ => {
+                    echo_once(&mut ws, "y").await;
+                    ws.close(None).await.unwrap();
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,4 +289,45 @@ async fn the_history_for_the_status_page_is_sampled_without_a_scaler() {
         state(&proxy).await.get("scaler").is_none(),
         "no scaler object without a scaler"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_the_queue_takes_no_slot_and_makes_no_handshake() {
+    for fast_path in [true, false] {
+        let backend = crate::support::recording::Recording::upgrading().await;
+        let mut c = config(&[backend.addr], 1);
+        c.queue_timeout = Duration::from_secs(15);
+        c.websocket_fast_path = fast_path;
+        let proxy = start_proxy(c);
+        let first = ws(&proxy).await;
+        let mut leaving = tokio::net::TcpStream::connect(proxy.traffic_addr)
+            .await
+            .unwrap();
+        let request = upgrade_request("Connection: Upgrade\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut leaving, request.as_bytes())
+            .await
+            .unwrap();
+        wait_until("the second upgrade is queued", || async {
+            state(&proxy).await["totals"]["waiting"] == 1
+        })
+        .await;
+        drop(leaving);
+        wait_until("the departed client leaves the queue", || async {
+            state(&proxy).await["totals"]["waiting"] == 0
+        })
+        .await;
+        let m = metrics(&proxy).await;
+        let left = sample(&m, "tidegate_bad_requests_total{reason=\"left_in_queue\"}");
+        assert_eq!(left, Some(1.0), "fast path {fast_path}");
+        // The freed slot goes to the next client that is there, not to the one that left.
+        drop(first);
+        let mut third = ws(&proxy).await;
+        echo_once(&mut third, "mine").await;
+        assert_eq!(
+            backend.conns().len(),
+            2,
+            "fast path {fast_path}: no handshake for the client that left"
+        );
+        assert_eq!(state(&proxy).await["totals"]["live"], 1);
+    }
 }

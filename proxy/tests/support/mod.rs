@@ -3,6 +3,8 @@
 
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod recording;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub mod edge_process;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -81,7 +85,12 @@ pub async fn ws(proxy: &Running) -> Ws {
 }
 
 pub async fn try_ws(proxy: &Running) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let url = format!("ws://{}/chat", proxy.traffic_addr);
+    try_ws_to(proxy.traffic_addr).await
+}
+
+/// A WebSocket through the proxy listening at `traffic`.
+pub async fn try_ws_to(traffic: SocketAddr) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("ws://{traffic}/chat");
     let (ws, resp) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
         .await
         .expect("handshake timed out")?;
@@ -113,6 +122,52 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The upgrade request of a WebSocket client, with `headers` (each ending in `\r\n`) added.
+pub fn upgrade_request(headers: &str) -> String {
+    format!(
+        "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    )
+}
+
+/// Writes `request` on a new connection and reads the response head; the socket stays open.
+pub async fn open_raw(addr: SocketAddr, request: &[u8]) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let head = read_head(&mut s).await;
+    (s, head)
+}
+
+/// Reads one response head (through the blank line) byte by byte, so nothing after it is
+/// consumed.
+pub async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(DEADLINE, s.read(&mut byte))
+            .await
+            .expect("no answer")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A plain request on a new connection, answered; the connection stays open for the next one.
+pub async fn kept_alive(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 3];
+    s.read_exact(&mut body).await.unwrap();
+    s
+}
+
 pub async fn get(addr: SocketAddr, path: &str) -> String {
     raw(
         addr,
@@ -121,7 +176,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> String {
     .await
 }
 
-fn body(response: &str) -> &str {
+pub fn body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
 
@@ -206,4 +261,29 @@ pub async fn assert_counts_match(proxy: &Running, backends: &[&Backend]) {
             "{series} in /metrics"
         );
     }
+}
+
+/// This process's TCP sockets connected to `peer`, as duplicated descriptors (`pidfd_getfd` on
+/// ourselves), so tests can read back the options the in-process proxy set on its own sockets.
+pub fn sockets_with_peer(peer: SocketAddr) -> Vec<std::os::fd::OwnedFd> {
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(n) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let link = std::fs::read_link(entry.path()).unwrap_or_default();
+        if !link.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        let Ok(fd) = pidfd_getfd(&me, n, PidfdGetfdFlags::empty()) else {
+            continue;
+        };
+        let connected_to = socket2::SockRef::from(&fd).peer_addr().ok();
+        if connected_to.and_then(|a| a.as_socket()) == Some(peer) {
+            found.push(fd);
+        }
+    }
+    found
 }

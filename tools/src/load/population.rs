@@ -62,6 +62,9 @@ struct Retry {
 /// The running population of clients.
 pub struct Population {
     plan: Plan,
+    /// `plan.target` and any endpoints added by [`Population::spread_over`], used in turn.
+    targets: Vec<Endpoint>,
+    next_target: std::sync::atomic::AtomicUsize,
     counters: Arc<Counters>,
     closers: Arc<Mutex<Vec<oneshot::Sender<bool>>>>,
     permits: Arc<Semaphore>,
@@ -72,12 +75,21 @@ impl Population {
     /// A population following `plan`.
     pub fn new(plan: Plan) -> Self {
         Self {
+            targets: vec![plan.target.clone()],
+            next_target: std::sync::atomic::AtomicUsize::new(0),
             plan,
             counters: Arc::default(),
             closers: Arc::default(),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             retries: Arc::default(),
         }
+    }
+
+    /// Spreads the clients over `more` endpoints besides the plan's target, in turn (several
+    /// edges of one cluster, as a load balancer would).
+    pub fn spread_over(mut self, more: impl IntoIterator<Item = Endpoint>) -> Self {
+        self.targets.extend(more);
+        self
     }
 
     /// The live counters.
@@ -192,7 +204,8 @@ impl Population {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
             return;
         };
-        let (target, counters) = (self.plan.target.clone(), Arc::clone(&self.counters));
+        let turn = self.next_target.fetch_add(1, Ordering::Relaxed) % self.targets.len();
+        let (target, counters) = (self.targets[turn].clone(), Arc::clone(&self.counters));
         let (closers, retries) = (Arc::clone(&self.closers), Arc::clone(&self.retries));
         counters.connecting.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {

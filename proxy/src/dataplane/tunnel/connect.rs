@@ -34,6 +34,7 @@ pub(super) async fn connect(
         match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                crate::dataplane::inbound::set_keepalive(&stream, config.tcp_keepalive);
                 return Ok((reservation, stream));
             }
             // Out of descriptors is the proxy's own trouble: the backend is fine, keep it in.

@@ -1,17 +1,21 @@
-//! The opening handshake on the fast path: the client's head goes to the backend untouched and
-//! the backend's answer comes back: a `101` (the caller promotes the reservation and passes it
-//! on), or a refusal, forwarded with its body before both sides are closed.
+//! The opening handshake on the fast path: the rewritten head goes to the backend and its
+//! answer comes back — interim `1xx` answers (`100 Continue`, `103 Early Hints`) skipped, a few
+//! at most — as a `101` (the caller promotes the reservation and passes it on), or a refusal,
+//! forwarded with its body before both sides are closed.
 
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::dataplane::head::{self, Head};
 
 /// Largest response head accepted from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most interim (`1xx` other than `101`) answers skipped before the real one.
+const MAX_INTERIM: usize = 8;
 
 /// A status line and body the proxy answers with itself.
 pub(super) type Status = (u16, &'static str, &'static str);
@@ -49,27 +53,54 @@ const BACKEND_SLOW: Status = (
     "the backend did not answer the upgrade in time\n",
 );
 
-/// Forwards the request head and reads the backend's answer.
-pub(super) async fn exchange(config: &Config, backend: &mut TcpStream, request: Head) -> Answer {
+/// Sends `request` (the rewritten head) and reads the backend's answer, skipping interim ones,
+/// all within `upstream_handshake_timeout`.
+pub(super) async fn exchange(config: &Config, backend: &mut TcpStream, request: &[u8]) -> Answer {
     let failed = |result, status| Answer::Failed { result, status };
-    if backend.write_all(&request.bytes).await.is_err() {
+    if backend.write_all(request).await.is_err() {
         return failed("backend_error", BACKEND_CLOSED);
     }
-    drop(request);
-    let timeout = config.upstream_handshake_timeout;
-    let (response, info) = match head::read_response(backend, MAX_RESPONSE_HEAD, timeout).await {
-        Ok(answer) => answer,
-        Err(head::Error::Timeout(_)) => return failed("backend_timeout", BACKEND_SLOW),
-        Err(_) => return failed("backend_error", BACKEND_INVALID),
-    };
-    if info.status != 101 {
-        let content_length = info.content_length;
-        return Answer::Refused(Refusal {
-            head: response,
-            content_length,
-        });
+    let deadline = Instant::now() + config.upstream_handshake_timeout;
+    let mut already = Vec::new();
+    for _ in 0..=MAX_INTERIM {
+        let read = head::read_response(backend, already, MAX_RESPONSE_HEAD, deadline).await;
+        let (response, info) = match read {
+            Ok(answer) => answer,
+            Err(head::Error::Timeout(_)) => return failed("backend_timeout", BACKEND_SLOW),
+            Err(_) => return failed("backend_error", BACKEND_INVALID),
+        };
+        match info.status {
+            101 => return Answer::Upgraded(response),
+            100..=199 => {
+                let Head { mut bytes, len } = response;
+                bytes.drain(..len);
+                already = bytes;
+            }
+            _ => {
+                let content_length = info.content_length;
+                return Answer::Refused(Refusal {
+                    head: response,
+                    content_length,
+                });
+            }
+        }
     }
-    Answer::Upgraded(response)
+    failed("backend_error", BACKEND_INVALID)
+}
+
+/// After the `101`: sends the backend what the client wrote after its head in the same reads
+/// (its first frames, if it did not wait), within `upstream_handshake_timeout`. False if the
+/// backend did not take them.
+pub(super) async fn pass_held(config: &Config, backend: &mut TcpStream, request: Head) -> bool {
+    let held = request.tail();
+    if held.is_empty() {
+        return true;
+    }
+    let timeout = config.upstream_handshake_timeout;
+    matches!(
+        tokio::time::timeout(timeout, backend.write_all(held)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Passes a non-101 answer (and its body, up to its Content-Length or the backend's close) to

@@ -1,9 +1,18 @@
 //! The actuation loop: read the Deployment, plan, drain, annotate, patch — once a second and
 //! whenever the decision or leadership changes.
+//!
+//! Only the leader acts. A follower with peers keeps the drain marks the leader sends through
+//! the exchange (so no replica routes a new connection to a pod about to go); without peers it
+//! has no way to know them and clears its own. Every call runs within the call timeout (shorter
+//! than the Lease's renew deadline), and the leadership is checked again right before the
+//! scale write, so a leader whose Lease lapsed mid-step writes nothing. A deletion-cost mark
+//! is removed as soon as its pod is no longer a victim (back in service, or the scale-down
+//! superseded); a new leader removes the marks its predecessor may have left on pods it does
+//! not remove.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::kube::api::{Patch, PatchParams};
@@ -24,7 +33,8 @@ use super::{
     DELETION_COST_ANNOTATION, PAUSED_ANNOTATION, Target, VICTIM_DELETION_COST, View, pod_id,
 };
 use crate::config::{DeploymentRef, KubeClientConfig};
-use crate::kube::{Error, connect};
+use crate::discovery::Condition;
+use crate::kube::{Error, connect, within};
 
 /// How often the loop converges when nothing changes.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(1);
@@ -36,6 +46,9 @@ pub struct Actuator {
     client: KubeClientConfig,
     leading: Option<watch::Receiver<bool>>,
     errors: IntCounterVec,
+    follow_peers: bool,
+    timeout: Duration,
+    led: AtomicBool,
 }
 
 struct Apis {
@@ -67,7 +80,22 @@ impl Actuator {
             client,
             leading,
             errors,
+            follow_peers: false,
+            timeout: crate::kube::DEFAULT_CALL_TIMEOUT,
+            led: AtomicBool::new(false),
         })
+    }
+
+    /// With peers, a follower keeps the drain marks the leader sends instead of clearing them.
+    pub fn following_peers(mut self, follow: bool) -> Self {
+        self.follow_peers = follow;
+        self
+    }
+
+    /// Gives every API call at most `timeout`.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Actuation errors counted so far of `kind` (a `kube::Error::metric_label`).
@@ -85,11 +113,9 @@ impl Actuator {
 
     /// Reads the Deployment into the target's [`View`].
     async fn refresh(&self, apis: &Apis) -> Result<View, Error> {
-        let d = apis
-            .deployments
-            .get(&self.deployment.name)
+        let get = apis.deployments.get(&self.deployment.name);
+        let d = within(self.timeout, "get deployment", get)
             .await
-            .map_err(|e| Error::from_kube("get deployment", e))
             .inspect_err(|e| self.count(e))?;
         let paused = d
             .metadata
@@ -122,7 +148,17 @@ impl Actuator {
     ) -> Result<(), Error> {
         let view = self.refresh(apis).await?;
         let catalog = self.target.catalog();
-        if view.paused || !self.leading() {
+        if !self.leading() {
+            self.led.store(false, Ordering::Release);
+            if !self.follow_peers {
+                catalog.set_draining(HashSet::new());
+            }
+            return Ok(());
+        }
+        if !self.led.swap(true, Ordering::AcqRel) {
+            self.target.inherit_marks();
+        }
+        if view.paused {
             catalog.set_draining(HashSet::new());
             self.drain_grace(HashSet::new(), 0);
             return Ok(());
@@ -150,6 +186,9 @@ impl Actuator {
         let from = view
             .replicas
             .map_or(0, |r| i32::try_from(r).unwrap_or(i32::MAX));
+        if !self.leading() {
+            return Ok(()); // the Lease lapsed while planning: write nothing
+        }
         let result = writer.write(to, superseded).await;
         self.written(apis, &view, from, result).await
     }
@@ -177,9 +216,24 @@ impl Actuator {
         let stuck = plan.replicas.saturating_sub(want.replicas);
         self.drain_grace(next.clone(), stuck);
         catalog.set_draining(next);
-        let victims = plan.remove.iter().filter_map(addr_of);
-        for pod in victims.filter_map(|e| e.pod.as_ref()) {
+        let victims: HashSet<&str> = plan
+            .remove
+            .iter()
+            .filter_map(addr_of)
+            .filter_map(|e| e.pod.as_deref())
+            .collect();
+        for pod in &victims {
             self.annotate(apis, pod).await?;
+        }
+        // A mark that no longer names a victim: its pod is back in service, or the scale-down
+        // was superseded. Left in place, a later `kubectl scale` would delete that pod first.
+        let serving = eps.iter().filter(|e| e.condition == Condition::Ready);
+        let stale: Vec<&str> = serving
+            .filter_map(|e| e.pod.as_deref())
+            .filter(|p| !victims.contains(p) && self.target.is_marked(p))
+            .collect();
+        for pod in stale {
+            self.unmark(apis, pod).await?;
         }
         Ok(plan)
     }
@@ -228,7 +282,7 @@ impl Actuator {
                 events::event(&subject, events::REASON_SCALE_FAILED, message, true)
             }
         };
-        if let Err(e) = events::record(&apis.events, &event).await {
+        if let Err(e) = events::record(&apis.events, &event, self.timeout).await {
             self.count(&e);
         }
         result.map(drop)
@@ -242,22 +296,42 @@ impl Actuator {
         let patch = serde_json::json!({
             "metadata": { "annotations": { DELETION_COST_ANNOTATION: VICTIM_DELETION_COST } }
         });
-        let result = apis
-            .pods
-            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
-            .await;
-        if let Err(e) = result {
-            self.target
-                .annotated
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(pod);
-            let e = Error::from_kube("annotate pod", e);
+        let pp = PatchParams::default();
+        let patch = Patch::Merge(&patch);
+        let call = apis.pods.patch(pod, &pp, &patch);
+        if let Err(e) = within(self.timeout, "annotate pod", call).await {
+            self.target.forget_mark(pod);
             self.count(&e);
             return Err(e);
         }
         info!(%pod, cost = VICTIM_DELETION_COST, "marked pod for removal");
         Ok(())
+    }
+
+    /// Removes the deletion-cost mark from `pod` (a merge patch with `null`).
+    async fn unmark(&self, apis: &Apis, pod: &str) -> Result<(), Error> {
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { DELETION_COST_ANNOTATION: null } }
+        });
+        let pp = PatchParams::default();
+        let patch = Patch::Merge(&patch);
+        let call = apis.pods.patch(pod, &pp, &patch);
+        match within(self.timeout, "unmark pod", call).await {
+            Ok(_) => {
+                self.target.forget_mark(pod);
+                info!(%pod, "pod back in service: deletion-cost mark removed");
+                Ok(())
+            }
+            // Gone already: nothing left to unmark.
+            Err(e) if e.code() == Some(404) => {
+                self.target.forget_mark(pod);
+                Ok(())
+            }
+            Err(e) => {
+                self.count(&e);
+                Err(e)
+            }
+        }
     }
 
     fn apis(&self, client: Client) -> Apis {
@@ -293,7 +367,8 @@ impl BackgroundService for Actuator {
             apis.deployments.clone(),
             &self.deployment.name,
             self.errors.clone(),
-        );
+        )
+        .with_call_timeout(self.timeout);
         let mut orders = self.target.order.subscribe();
         let mut leader = self.leading.clone();
         let mut ticks = tokio::time::interval(RECONCILE_EVERY);

@@ -5,6 +5,8 @@
 //! Events are best effort: a failure to record one is logged and counted, never retried, and
 //! never holds up scaling.
 
+use std::time::Duration;
+
 use ::kube::Api;
 use ::kube::api::{ObjectMeta, PostParams};
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -65,14 +67,14 @@ pub fn event(subject: &Subject, reason: &str, message: String, warning: bool) ->
 }
 
 /// Records an Event; failures are logged and returned for counting, not retried.
-pub async fn record(api: &Api<Event>, event: &Event) -> Result<(), Error> {
-    match api.create(&PostParams::default(), event).await {
+pub async fn record(api: &Api<Event>, event: &Event, timeout: Duration) -> Result<(), Error> {
+    let pp = PostParams::default();
+    match crate::kube::within(timeout, "create event", api.create(&pp, event)).await {
         Ok(e) => {
             debug!(name = ?e.metadata.name, reason = ?event.reason, "recorded event");
             Ok(())
         }
         Err(e) => {
-            let e = Error::from_kube("create event", e);
             warn!(error = %e, "cannot record an event");
             Err(e)
         }
@@ -114,7 +116,9 @@ mod tests {
                 )
                 .await
         });
-        record(&api, &e).await.unwrap();
+        record(&api, &e, crate::kube::DEFAULT_CALL_TIMEOUT)
+            .await
+            .unwrap();
         let seen = script.await.unwrap();
         assert_eq!(seen.method, http::Method::POST);
         assert_eq!(seen.path, "/api/v1/namespaces/demo/events");

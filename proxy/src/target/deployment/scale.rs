@@ -76,6 +76,7 @@ pub struct Writer {
     name: String,
     backoff: Backoff,
     errors: IntCounterVec,
+    timeout: Duration,
 }
 
 impl Writer {
@@ -87,7 +88,14 @@ impl Writer {
             name: name.to_owned(),
             backoff: Backoff::default(),
             errors,
+            timeout: crate::kube::DEFAULT_CALL_TIMEOUT,
         }
+    }
+
+    /// Gives each PATCH at most `timeout` (shorter than the Lease's renew deadline).
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Uses `backoff` instead of the default.
@@ -96,14 +104,13 @@ impl Writer {
         self
     }
 
-    /// One PATCH of `{"spec":{"replicas":n}}`, no retry.
+    /// One PATCH of `{"spec":{"replicas":n}}`, no retry, within the call timeout.
     pub async fn patch_once(&self, replicas: i32) -> Result<i32, Error> {
         let patch = serde_json::json!({ "spec": { "replicas": replicas } });
-        let scale = self
-            .api
-            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| Error::from_kube("patch deployments/scale", e))?;
+        let pp = PatchParams::default();
+        let patch = Patch::Merge(&patch);
+        let call = self.api.patch_scale(&self.name, &pp, &patch);
+        let scale = crate::kube::within(self.timeout, "patch deployments/scale", call).await?;
         Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(replicas))
     }
 

@@ -169,3 +169,149 @@ async fn a_refused_scale_is_reported_once_not_every_second() {
     assert_eq!(event.body["type"], "Warning");
     assert!(again.path.ends_with("/scale"));
 }
+
+/// An actuator over the three endpoints of [`setup`] that leads while `leading` says so.
+fn leader(leading: &watch::Sender<bool>, peers: bool) -> (Actuator, Apis, ApiServer) {
+    let (plain, _, _, _) = setup();
+    let registry = prometheus::Registry::new();
+    let client = KubeClientConfig::default();
+    let deployment = plain.deployment.clone();
+    let service = Actuator::new(
+        Arc::clone(&plain.target),
+        deployment,
+        client,
+        Some(leading.subscribe()),
+        &registry,
+    )
+    .unwrap()
+    .following_peers(peers);
+    let (client, server) = fixtures::client();
+    let apis = service.apis(client);
+    (service, apis, server)
+}
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i], 9000))
+}
+
+#[tokio::test]
+async fn a_marked_pod_back_in_service_loses_its_mark() {
+    let (service, apis, mut server, table) = setup();
+    let target = Arc::clone(&service.target);
+    target.catalog().set_draining([addr(1)].into());
+    assert!(
+        target.first_annotation("echo-1"),
+        "marked by an earlier scale-down"
+    );
+    target.set_desired(3, 3); // demand came back: all three serve
+    let mut orders = target.order.subscribe();
+    let mut writer = Writer::new(apis.deployments.clone(), "echo", service.errors.clone());
+    let script = tokio::spawn(async move {
+        server.answer(200, deployment(3, false)).await;
+        let unmark = server
+            .answer(200, json!({"metadata": {"name": "echo-1"}}))
+            .await;
+        (server, unmark)
+    });
+    service
+        .reconcile(&apis, &mut writer, &mut orders)
+        .await
+        .unwrap();
+    let (_server, unmark) = script.await.unwrap();
+    assert_eq!(unmark.path, "/api/v1/namespaces/demo/pods/echo-1");
+    assert_eq!(
+        unmark.body,
+        json!({"metadata": {"annotations": {DELETION_COST_ANNOTATION: null}}})
+    );
+    assert!(!target.is_marked("echo-1"));
+    assert_eq!(state(&table, 1), Some(BackendState::Ready));
+    assert_eq!(target.writes(), 0, "already 3 replicas");
+}
+
+fn state(table: &BackendTable, i: u8) -> Option<BackendState> {
+    table.get(addr(i)).map(|b| b.state())
+}
+
+#[tokio::test]
+async fn a_new_leader_unmarks_what_its_predecessor_drained_and_it_does_not_remove() {
+    let (leading, _) = watch::channel(false);
+    let (service, apis, mut server) = leader(&leading, true);
+    let target = Arc::clone(&service.target);
+    // As a follower it applied the old leader's drain mark on echo-2 (through the peers).
+    target.catalog().set_draining([addr(2)].into());
+    target.set_desired(3, 3);
+    leading.send_replace(true);
+    let mut orders = target.order.subscribe();
+    let mut writer = Writer::new(apis.deployments.clone(), "echo", service.errors.clone());
+    let script = tokio::spawn(async move {
+        server.answer(200, deployment(3, false)).await;
+        let unmark = server
+            .answer(200, json!({"metadata": {"name": "echo-2"}}))
+            .await;
+        (server, unmark)
+    });
+    service
+        .reconcile(&apis, &mut writer, &mut orders)
+        .await
+        .unwrap();
+    let (_server, unmark) = script.await.unwrap();
+    assert_eq!(unmark.path, "/api/v1/namespaces/demo/pods/echo-2");
+    assert!(target.marked().is_empty());
+}
+
+#[tokio::test]
+async fn a_follower_with_peers_keeps_the_leaders_drain_marks_one_without_clears_them() {
+    for (peers, kept) in [(true, true), (false, false)] {
+        let (leading, _) = watch::channel(false);
+        let (service, apis, mut server) = leader(&leading, peers);
+        let target = Arc::clone(&service.target);
+        target.catalog().set_draining([addr(3)].into());
+        let mut orders = target.order.subscribe();
+        let mut writer = Writer::new(apis.deployments.clone(), "echo", service.errors.clone());
+        let script = tokio::spawn(async move {
+            server.answer(200, deployment(3, false)).await;
+            server
+        });
+        service
+            .reconcile(&apis, &mut writer, &mut orders)
+            .await
+            .unwrap();
+        let _server = script.await.unwrap();
+        let table = target.catalog().table();
+        let draining = state(table, 3) == Some(BackendState::Draining);
+        assert_eq!(draining, kept, "peers: {peers}");
+    }
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_lapses_while_planning_writes_no_scale() {
+    let (leading, _) = watch::channel(true);
+    let (service, apis, mut server) = leader(&leading, true);
+    let target = Arc::clone(&service.target);
+    target.set_desired(2, 2);
+    let mut orders = target.order.subscribe();
+    let mut writer = Writer::new(apis.deployments.clone(), "echo", service.errors.clone());
+    let lapse = leading.clone();
+    let script = tokio::spawn(async move {
+        server.answer(200, deployment(3, false)).await;
+        let (annotate, held) = server.hold().await;
+        lapse.send_replace(false); // the Lease lapses while the victim is being marked
+        held.send_response(
+            http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(::kube::client::Body::from(
+                    serde_json::to_vec(&json!({"metadata": {"name": "echo-1"}})).unwrap(),
+                ))
+                .unwrap(),
+        );
+        (server, annotate)
+    });
+    service
+        .reconcile(&apis, &mut writer, &mut orders)
+        .await
+        .unwrap();
+    let (_server, annotate) = script.await.unwrap();
+    assert_eq!(annotate.method, http::Method::PATCH);
+    assert_eq!(target.writes(), 0, "no scale write after the lapse");
+}
