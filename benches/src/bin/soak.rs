@@ -36,6 +36,58 @@ struct Cli {
     /// directory, if present].
     #[arg(long)]
     k8s_scripts: Option<PathBuf>,
+    /// A part of the suite run as a process of its own (started by the suite itself).
+    #[command(subcommand)]
+    part: Option<Part>,
+}
+
+/// The suite's parts that run as processes of their own, so that their load does not share the
+/// measuring clients' runtime.
+#[derive(Debug, clap::Subcommand)]
+enum Part {
+    /// Slowloris clients against `--target`: prints their report as JSON on stdout.
+    #[command(hide = true)]
+    SlowClients {
+        /// The proxy's traffic address.
+        #[arg(long)]
+        target: std::net::SocketAddr,
+        /// Slow connections.
+        #[arg(long)]
+        connections: usize,
+        /// Milliseconds between two bytes of a head.
+        #[arg(long)]
+        every_ms: u64,
+        /// Connects in flight at once.
+        #[arg(long)]
+        concurrency: usize,
+        /// Milliseconds after which an unanswered connection is counted as held.
+        #[arg(long)]
+        give_up_ms: u64,
+    },
+}
+
+/// Runs a [`Part`]: the slow clients, on a runtime of one thread.
+fn part(part: Part) -> anyhow::Result<bool> {
+    let Part::SlowClients {
+        target,
+        connections,
+        every_ms,
+        concurrency,
+        give_up_ms,
+    } = part;
+    let config = tidegate_tools::load::slow::Config {
+        connections,
+        every: std::time::Duration::from_millis(every_ms),
+        concurrency,
+        give_up: std::time::Duration::from_millis(give_up_ms),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let report = runtime.block_on(tidegate_tools::load::slow::run(target, &config))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(true)
 }
 
 /// The repository root, as built.
@@ -63,6 +115,9 @@ fn run() -> anyhow::Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = Cli::parse();
     raise_descriptor_limit()?;
+    if let Some(p) = cli.part {
+        return part(p);
+    }
     let plan = Plan::new(cli.ci, cli.minutes, cli.only);
     let tidegate = match cli.tidegate {
         Some(p) => p,

@@ -6,7 +6,9 @@
 //!
 //! Pass: no backend above its cap at any sample (sockets at the backends, every 100 ms); after
 //! each restart both edges' view of the cluster (`totals.cluster_live`) equals the sockets at
-//! the backends within a second.
+//! the backends within a second of the sockets' last change. (The killed edge's clients come
+//! back over seconds with their backoff; the views follow the sockets a sync interval behind,
+//! so the time from the restart itself is reported, not judged.)
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -98,14 +100,8 @@ pub async fn run(ctx: &Context) -> Result<Outcome, Error> {
             edges[victim].kill();
             tokio::time::sleep(DOWN_FOR).await;
             edges[victim] = start(ctx, &addrs, &ports, victim).await?;
-            let restarted = Instant::now();
-            let took = wait_until("the views to converge", Duration::from_secs(10), || async {
-                converged_now(&edges, &addrs).await
-            })
-            .await
-            .map(|_| restarted.elapsed())
-            .map_err(|e| e.to_string());
-            eprintln!("[soak edges] killed edge {victim}; views equal the sockets after {took:?}");
+            let took = converge(&edges, &addrs).await;
+            eprintln!("[soak edges] killed edge {victim}; views equal the sockets: {took:?}");
             converged.push(took);
         }
         Ok::<_, Error>(converged)
@@ -138,18 +134,20 @@ pub async fn run(ctx: &Context) -> Result<Outcome, Error> {
         "≤ cap at every sample",
         highest <= CAP && samples > 0,
     ));
-    let ok: Vec<Duration> = converged.iter().filter_map(|c| c.clone().ok()).collect();
-    let worst = ok.iter().max().copied().unwrap_or_default();
+    let ok: Vec<Converged> = converged.iter().filter_map(|c| c.clone().ok()).collect();
+    let worst = |f: fn(&Converged) -> Duration| ok.iter().map(f).max().unwrap_or_default();
     out.push(Figure::check(
         "views converge",
         format!(
-            "both edges' cluster_live = sockets {} after a restart at worst ({} of {} restarts)",
-            human(worst),
+            "both edges' cluster_live = sockets {} after the sockets last changed at worst; {} after the restart \
+             (while the killed edge's clients came back with their backoff) ({} of {} restarts)",
+            human(worst(|c| c.after_change)),
+            human(worst(|c| c.after_restart)),
             ok.len(),
             converged.len()
         ),
-        "within 1 s of every restart",
-        ok.len() == converged.len() && worst <= CONVERGE_WITHIN,
+        "within 1 s of the last change, after every restart",
+        ok.len() == converged.len() && worst(|c| c.after_change) <= CONVERGE_WITHIN,
     ));
     Ok(out)
 }
@@ -187,9 +185,45 @@ async fn start(
     Proxy::start(ctx, &format!("edges-proxy-{i}"), &config, None).await
 }
 
+/// After a restart: waits (at most 10 s) until both views equal the sockets. Returns the time
+/// from the restart (which includes the killed edge's clients coming back with their
+/// backoff, seconds, while the sockets keep changing) and from the last change of the
+/// sockets seen (the views' own lag: the rule).
+async fn converge(edges: &[Proxy], addrs: &[SocketAddr]) -> Result<Converged, String> {
+    let restarted = Instant::now();
+    let mut last = (None, restarted);
+    loop {
+        let (equal, kernel) = converged_now(edges, addrs)
+            .await
+            .map_err(|e| e.to_string())?;
+        if last.0 != Some(kernel) {
+            last = (Some(kernel), Instant::now());
+        }
+        if equal {
+            return Ok(Converged {
+                after_restart: restarted.elapsed(),
+                after_change: last.1.elapsed(),
+            });
+        }
+        if restarted.elapsed() >= Duration::from_secs(10) {
+            return Err("the views did not equal the sockets within 10 s of the restart".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How long the views took to equal the sockets after a restart.
+#[derive(Debug, Clone, Copy)]
+struct Converged {
+    /// From the restarted edge being ready.
+    after_restart: Duration,
+    /// From the last change of the sockets at the backends before they were equal.
+    after_change: Duration,
+}
+
 /// Whether every edge's `cluster_live` equals the sockets at the backends, read between two
-/// readings of the views that agree.
-async fn converged_now(edges: &[Proxy], addrs: &[SocketAddr]) -> Result<bool, Error> {
+/// readings of the views that agree; and the sockets.
+async fn converged_now(edges: &[Proxy], addrs: &[SocketAddr]) -> Result<(bool, u64), Error> {
     let views = async || {
         let mut v = Vec::new();
         for e in edges {
@@ -200,5 +234,6 @@ async fn converged_now(edges: &[Proxy], addrs: &[SocketAddr]) -> Result<bool, Er
     let before = views().await?;
     let kernel: u64 = sockets(addrs, None).await?.iter().sum();
     let after = views().await?;
-    Ok(before == after && before.iter().all(|v| *v == Some(kernel)))
+    let equal = before == after && before.iter().all(|v| *v == Some(kernel));
+    Ok((equal, kernel))
 }

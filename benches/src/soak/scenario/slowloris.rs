@@ -7,6 +7,7 @@
 //! they were; the established WebSockets drop nothing, stall nothing, and keep their echo p99
 //! within the budget while it happens.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tidegate_tools::load::slow;
@@ -22,6 +23,36 @@ const SLOW: usize = 5_000;
 const HELD: usize = 200;
 /// Latest a 408 may come after `request_header_timeout`.
 const LATE_BY: Duration = Duration::from_secs(1);
+
+/// The slow clients, in a process of their own (this binary's hidden `slow-clients`), so that
+/// their 5,000 connections and answers do not share the runtime of the WebSockets whose echo
+/// is timed: the figure is then the proxy's (and the machine's), not the measuring client's.
+/// The child is killed if this future is dropped.
+async fn attack(target: SocketAddr, give_up: Duration) -> Result<slow::Report, Error> {
+    let exe = std::env::current_exe().map_err(Error::io("finding this binary".to_owned()))?;
+    let out = tokio::process::Command::new(exe)
+        .args(["slow-clients", "--target", &target.to_string()])
+        .args(["--connections", &SLOW.to_string(), "--every-ms", "1000"])
+        .args(["--concurrency", "500", "--give-up-ms"])
+        .arg(give_up.as_millis().to_string())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| Error::Spawn {
+            what: "slow clients".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Child(format!(
+            "slow clients exited with {}",
+            out.status
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Child(format!("slow clients' report: {e}")))
+}
 
 /// Runs the slowloris.
 pub async fn run(ctx: &Context) -> Result<Outcome, Error> {
@@ -41,13 +72,7 @@ pub async fn run(ctx: &Context) -> Result<Outcome, Error> {
     let baseline = held.window();
     let fds_before = truth::descriptors(proxy.pid())?;
 
-    let slow_config = slow::Config {
-        connections: SLOW,
-        every: Duration::from_secs(1),
-        concurrency: 500,
-        give_up: timeout + Duration::from_secs(10),
-    };
-    let attack = slow::run(proxy.traffic, &slow_config);
+    let attack = attack(proxy.traffic, timeout + Duration::from_secs(10));
     tokio::pin!(attack);
     let mut fds_peak = fds_before;
     let report = loop {
