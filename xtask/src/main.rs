@@ -6,9 +6,13 @@
 //! - `cargo xtask test`: run every test (nextest when installed, else cargo test) and doctests.
 //! - `cargo xtask image [--tools]`: build the container image with podman from a host-built
 //!   binary and print its reference (see [`image`]).
+//! - `cargo xtask soak [--minutes N] [--only NAME,…] [--ci]`: build the release binaries and run
+//!   the fault and soak suite (see [`soak`]).
 
 mod image;
+mod soak;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
@@ -17,6 +21,7 @@ fn main() -> ExitCode {
         Some("demo") => ensure_cmake().and_then(|()| demo(&args[1..])),
         Some("test") => ensure_cmake().and_then(|()| test(&args[1..])),
         Some("image") => image::image(&args[1..]),
+        Some("soak") => ensure_cmake().and_then(|()| soak::soak(&args[1..])),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -29,11 +34,14 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask demo [ARGS…] | cargo xtask test [ARGS…] | cargo xtask image [--tools]
+    "usage: cargo xtask demo [ARGS…] | test [ARGS…] | image [--tools] | soak [ARGS…]
   demo   build tidegate in release and run `tidegate demo` (see `tidegate demo --help`)
   test   run the whole test suite (what CI runs)
   image  build the container image here with podman (no registry needed); prints its reference
-         (--tools: only install and configure podman, runc and debootstrap)";
+         (--tools: only install and configure podman, runc and debootstrap)
+  soak   build in release and run the fault and soak suite, writing benches/results/soak.md
+         (--minutes N: length of the timed scenarios, default 10; --only hold,kills,…;
+         --ci: the short form; --help: every option)";
 
 /// A command for a child process, without the variables `cargo run` set for xtask itself
 /// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …: they describe xtask, not the child). An inner cargo
@@ -59,6 +67,29 @@ fn command(program: &str) -> Command {
         }
     }
     cmd
+}
+
+/// The workspace's root directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(
+            || workspace_root().join("target"),
+            |dir| {
+                if dir.is_absolute() {
+                    dir
+                } else {
+                    workspace_root().join(dir)
+                }
+            },
+        )
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {

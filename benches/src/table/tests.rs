@@ -94,6 +94,9 @@ fn handshakes(target: &str, variant: &str, cpu_ms_per_1k: f64) -> Record {
         per_s: 1000.0,
         proxy_cpu_s: Some(cpu_ms_per_1k / 1000.0),
         cpu_ms_per_1k: Some(cpu_ms_per_1k),
+        open_p50_ms: 1.0,
+        open_p99_ms: 2.0,
+        open_max_ms: 3.0,
     };
     Record {
         target: target.to_owned(),
@@ -137,6 +140,9 @@ fn reads_records_back() {
         per_s: 10.0,
         proxy_cpu_s: None,
         cpu_ms_per_1k: None,
+        open_p50_ms: 1.0,
+        open_p99_ms: 2.0,
+        open_max_ms: 3.0,
     };
     let record = Record {
         target: "nginx".into(),
