@@ -229,11 +229,16 @@ async fn accept(
     let listening = (&*proxy, &http, &*config, &shutdown);
     match tls {
         None => serve(listening, stream, arrival).await,
+        // Boxed: a future holds room for its largest state, and the TLS states (the handshake,
+        // the TLS stream's relay) would otherwise be carried by every plain connection too.
         Some(acceptor) => {
-            let already = std::mem::take(&mut arrival.already);
-            if let Some(stream) = acceptor.accept(stream, already, arrival.deadline).await {
-                serve(listening, stream, arrival).await
-            }
+            Box::pin(async move {
+                let already = std::mem::take(&mut arrival.already);
+                if let Some(stream) = acceptor.accept(stream, already, arrival.deadline).await {
+                    serve(listening, stream, arrival).await
+                }
+            })
+            .await
         }
     }
 }
@@ -273,6 +278,8 @@ async fn serve(
     if request.websocket && config.websocket_fast_path {
         tunnel::serve(proxy, config, stream, head, &client).await
     } else {
-        http::hand_over(http, stream, head, &client, shutdown).await
+        // Boxed for the same reason: pingora's session is large, and an idle WebSocket on the
+        // fast path should not carry room for it.
+        Box::pin(http::hand_over(http, stream, head, &client, shutdown)).await
     }
 }
