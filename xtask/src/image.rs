@@ -89,19 +89,7 @@ fn ensure_tools() -> Result<(), String> {
 
 /// The release binary, built on the host.
 fn build_binary() -> Result<PathBuf, String> {
-    super::ensure_cmake()?;
-    run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "tidegate-proxy",
-            "--bin",
-            "tidegate",
-        ],
-    )?;
+    super::release_build(&[("tidegate-proxy", "tidegate")])?;
     Ok(super::target_dir().join("release/tidegate"))
 }
 

@@ -112,6 +112,17 @@ fn succeeds(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// `cargo build --release --locked` of each `(package, binary)` pair, cmake first (pingora needs
+/// it); the binaries land in `target_dir()/release/`.
+fn release_build(binaries: &[(&str, &str)]) -> Result<(), String> {
+    ensure_cmake()?;
+    let mut args = vec!["build", "--release", "--locked"];
+    for (package, bin) in binaries {
+        args.extend(["-p", package, "--bin", bin]);
+    }
+    run("cargo", &args)
+}
+
 /// pingora's zlib-ng build needs cmake even without TLS.
 fn ensure_cmake() -> Result<(), String> {
     if succeeds("cmake", &["--version"]) {

@@ -16,22 +16,7 @@ pub fn soak(args: &[String]) -> Result<(), String> {
 }
 
 fn build() -> Result<(), String> {
-    super::run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "tidegate-proxy",
-            "--bin",
-            "tidegate",
-            "-p",
-            "tidegate-benches",
-            "--bin",
-            "soak",
-        ],
-    )
+    super::release_build(&[("tidegate-proxy", "tidegate"), ("tidegate-benches", "soak")])
 }
 
 /// `ip` and `nft` for the network namespace of the black-hole scenario, best effort.
