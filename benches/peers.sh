@@ -5,6 +5,9 @@
 #
 #   bash benches/peers.sh                      full run (3 interleaved repeats, ~10 min)
 #   QUICK=1 bash benches/peers.sh              sanity run (1 repeat, small counts, ~2 min)
+#   TLS=1 bash benches/peers.sh                the same proxies terminating TLS (wss://): idle
+#                                              memory, handshakes with an ECDSA P-256 and an RSA
+#                                              2048 certificate, 4 KiB echoes (~8 min; QUICK=1 too)
 #
 # Options (flags or environment):
 #   --backend-cmd 'CMD {port}' | BACKEND_CMD   echo backend command; {port} is replaced
@@ -12,6 +15,11 @@
 #   --no-tidegate-build | BUILD_TIDEGATE=0     use an existing tidegate binary, do not build it
 #   TIDEGATE=path                              tidegate binary (default $CARGO_TARGET_DIR/release/tidegate)
 #   REPEATS, STEPS, HOLD, HS_TIME, LAT_TIME, TP_MESSAGES   scenario sizes (defaults below)
+#   WORKERS=2                                  worker threads of HAProxy (nbthread) and tidegate
+#                                              (--threads); default 1. With more than 1, NGINX is
+#                                              left out (its workers are processes, and one is
+#                                              measured): run WORKERS=1 then WORKERS=2 for the
+#                                              1 -> 2 workers rows
 #   PRIORITY=-10                               renice the run (after the build) to shield it from
 #                                              other work on the machine (needs root)
 #
@@ -21,13 +29,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export RUST_LOG=${RUST_LOG:-warn}   # tidegate and its echo backend: warnings only
 QUICK=${QUICK:-0}
+TLS=${TLS:-0}
+WORKERS=${WORKERS:-1}
 BUILD_TIDEGATE=${BUILD_TIDEGATE:-1}
 BACKEND_CMD=${BACKEND_CMD:-}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --backend-cmd) BACKEND_CMD=$2; shift 2 ;;
     --no-tidegate-build) BUILD_TIDEGATE=0; shift ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "peers.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +55,7 @@ else
   : "${REPEATS:=3}" "${STEPS:=1000,5000,9900}" "${HOLD:=3s}" "${HS_TIME:=10s}" "${LAT_TIME:=10s}" "${TP_MESSAGES:=1000000}"
   OUT_DIR=$ROOT/benches/results OUT_NAME=peers
 fi
+[[ $TLS == 1 ]] && OUT_NAME=$OUT_NAME-tls
 CAP=4000 HS_MAX=20000 LAT_CONNS=100 LAT_RATE=2000 TP_CONNS=16 TP_SIZE=4096
 
 ulimit -n 20000 || { echo "peers.sh: cannot set ulimit -n 20000 (hard limit $(ulimit -Hn))" >&2; exit 1; }
@@ -88,11 +99,12 @@ stop() {
   PIDS=("${kept[@]}")
 }
 
-# wait_ws PORT NAME: waits up to 15 s until one WebSocket round trip through PORT succeeds.
+# wait_ws PORT NAME [SCHEME]: waits up to 15 s until one WebSocket round trip through PORT
+# succeeds (SCHEME ws, the default, or wss).
 wait_ws() {
-  local port=$1 name=$2 i
+  local port=$1 name=$2 scheme=${3:-ws} i
   for i in $(seq 150); do
-    if "$WSBENCH" handshakes --url "ws://127.0.0.1:$port/" --duration 1s --concurrency 1 --max 1 \
+    if "$WSBENCH" --ca "$WORK/certs/ca.pem" handshakes --url "$scheme://127.0.0.1:$port/" --duration 1s --concurrency 1 --max 1 \
       2>/dev/null | grep -q '"handshakes":1,'; then return 0; fi
     sleep 0.1
   done
@@ -142,13 +154,16 @@ start_backends() {
   done
 }
 
+# haproxy_conf PORT [KIND]: with KIND (ecdsa, rsa), the frontend terminates TLS.
 haproxy_conf() {
-  local port=$1 i
+  local port=$1 kind=${2:-} i bind
+  bind="127.0.0.1:$port"
+  [[ -n $kind ]] && bind="$bind ssl crt $WORK/certs/$kind.pem alpn http/1.1"
   cat <<EOF
 global
     # 2 fds per tunnel under a 20000 fd limit
     maxconn 9960
-    nbthread 1
+    nbthread $WORKERS
 defaults
     mode http
     maxconn 9960
@@ -158,7 +173,7 @@ defaults
     timeout tunnel 1h
     timeout http-request 10s
 frontend fe
-    bind 127.0.0.1:$port
+    bind $bind
     default_backend be
 backend be
     balance leastconn
@@ -166,8 +181,14 @@ EOF
   for i in 0 1 2; do echo "    server b$i 127.0.0.1:${BACKENDS[$i]} maxconn $CAP"; done
 }
 
+# nginx_conf PORT [KIND]: with KIND (ecdsa, rsa), the server terminates TLS.
 nginx_conf() {
-  local port=$1 i
+  local port=$1 kind=${2:-} i listen tls=""
+  listen="127.0.0.1:$port"
+  if [[ -n $kind ]]; then
+    listen="$listen ssl"
+    tls="ssl_certificate $WORK/certs/$kind.crt; ssl_certificate_key $WORK/certs/$kind.key;"
+  fi
   cat <<EOF
 worker_processes 1;
 worker_rlimit_nofile 20000;
@@ -194,7 +215,8 @@ EOF
   cat <<EOF
     }
     server {
-        listen 127.0.0.1:$port;
+        listen $listen;
+        $tls
         location / {
             proxy_pass http://be;
             proxy_http_version 1.1;
@@ -208,51 +230,98 @@ EOF
 EOF
 }
 
-# start_proxy NAME: starts the proxy on free ports; sets PROXY_PORT, PROXY_PID (what to stop)
-# and MEASURE_PID (whose RSS and CPU are read: the NGINX worker, otherwise the proxy itself).
+# tidegate_conf PORT ADMIN KIND: tidegate's config file for TLS with the KIND certificate.
+tidegate_conf() {
+  local i
+  echo "listen: 127.0.0.1:$1"
+  echo "admin_listen: 127.0.0.1:$2"
+  echo "threads: $WORKERS"
+  echo "max_connections_per_backend: $CAP"
+  echo "backends:"
+  echo "  static:"
+  for i in 0 1 2; do echo "    - 127.0.0.1:${BACKENDS[$i]}"; done
+  echo "tls: {cert_file: $WORK/certs/$3.crt, key_file: $WORK/certs/$3.key}"
+}
+
+# start_proxy NAME [KIND]: starts the proxy on free ports, terminating TLS with the KIND
+# certificate if given; sets PROXY_PORT, PROXY_URL, PROXY_PID (what to stop) and MEASURE_PID
+# (whose RSS and CPU are read: the NGINX worker, otherwise the proxy itself).
 start_proxy() {
-  local name=$1 args i port admin ports
+  local name=$1 kind=${2:-} scheme=ws args i port admin ports
+  [[ -n $kind ]] && scheme=wss
   mapfile -t ports < <(free_ports 2)
   port=${ports[0]} admin=${ports[1]} PROXY_PORT=${ports[0]}
   case $name in
     haproxy)
-      haproxy_conf "$port" >"$WORK/haproxy.cfg"
+      haproxy_conf "$port" "$kind" >"$WORK/haproxy.cfg"
       start haproxy haproxy -db -f "$WORK/haproxy.cfg"
       PROXY_PID=$STARTED MEASURE_PID=$STARTED ;;
     nginx)
       mkdir -p "$WORK/nginx-tmp"
-      nginx_conf "$port" >"$WORK/nginx.conf"
+      nginx_conf "$port" "$kind" >"$WORK/nginx.conf"
       start nginx nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf" -g 'daemon off;'
       PROXY_PID=$STARTED
-      wait_ws "$port" nginx
+      wait_ws "$port" nginx "$scheme"
       MEASURE_PID=$(pgrep -P "$PROXY_PID" | head -1) ;;
     tidegate)
       args=(proxy --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin")
       for i in 0 1 2; do args+=(--backend "127.0.0.1:${BACKENDS[$i]}"); done
       args+=(--max-connections-per-backend "$CAP")
-      if "$TIDEGATE" proxy --help 2>&1 | grep -q -- '--threads'; then args+=(--threads 1); fi
+      if "$TIDEGATE" proxy --help 2>&1 | grep -q -- '--threads'; then args+=(--threads "$WORKERS"); fi
+      if [[ -n $kind ]]; then
+        tidegate_conf "$port" "$admin" "$kind" >"$WORK/tidegate.yaml"
+        args=(proxy --config "$WORK/tidegate.yaml")
+      fi
       start tidegate "$TIDEGATE" "${args[@]}"
       PROXY_PID=$STARTED MEASURE_PID=$STARTED ;;
   esac
-  wait_ws "$port" "$name"
+  wait_ws "$port" "$name" "$scheme"
+  PROXY_URL="$scheme://127.0.0.1:$port/"
 }
 
-# record TARGET REPEAT: wraps each JSON line of stdin as a record of the results file.
+# record TARGET REPEAT [VARIANT]: wraps each JSON line of stdin as a record of the results file;
+# VARIANT (e.g. the certificate's key type) tells apart runs of one scenario.
 record() {
-  local line
+  local line variant=""
+  [[ -n ${3:-} ]] && variant=",\"variant\":\"$3\""
   while IFS= read -r line; do
-    printf '{"target":"%s","repeat":%d,"result":%s}\n' "$1" "$2" "$line" | tee -a "$RESULTS" >&2
+    printf '{"target":"%s","repeat":%d%s,"result":%s}\n' "$1" "$2" "$variant" "$line" | tee -a "$RESULTS" >&2
   done
 }
 
-# idle_run NAME REPEAT: the idle steps, in a fresh proxy process of their own.
+# idle_run NAME REPEAT [KIND]: the idle steps, in a fresh proxy process of their own (over TLS
+# with the KIND certificate if given).
 idle_run() {
-  local name=$1 rep=$2
-  start_proxy "$name"
-  log "$name #$rep: idle $STEPS (pid $MEASURE_PID)"
-  "$WSBENCH" idle --url "ws://127.0.0.1:$PROXY_PORT/" --connections "$STEPS" --pid "$MEASURE_PID" \
-    --hold "$HOLD" | record "$name" "$rep"
+  local name=$1 rep=$2 kind=${3:-}
+  start_proxy "$name" "$kind"
+  log "$name #$rep: idle $STEPS (pid $MEASURE_PID) $kind"
+  "$WSBENCH" --ca "$WORK/certs/ca.pem" idle --url "$PROXY_URL" --connections "$STEPS" \
+    --pid "$MEASURE_PID" --hold "$HOLD" | record "$name" "$rep"
   stop "$PROXY_PID"
+}
+
+# tls_repeat REP: over TLS, per proxy: the idle steps (ECDSA certificate), then handshakes with
+# each certificate kind in a fresh process, with 4 KiB echoes after the ECDSA handshakes.
+tls_repeat() {
+  local rep=$1 name kind
+  local -a order
+  mapfile -t order < <(proxies_for "$rep")
+  for name in "${order[@]}"; do idle_run "$name" "$rep" ecdsa; done
+  for kind in ecdsa rsa; do
+    for name in "${order[@]}"; do
+      start_proxy "$name" "$kind"
+      log "$name #$rep: TLS handshakes ($kind)"
+      "$WSBENCH" --ca "$WORK/certs/ca.pem" handshakes --url "$PROXY_URL" --duration "$HS_TIME" \
+        --max "$HS_MAX" --pid "$MEASURE_PID" | record "$name" "$rep" "$kind"
+      if [[ $kind == ecdsa ]]; then
+        log "$name #$rep: throughput over TLS"
+        "$WSBENCH" --ca "$WORK/certs/ca.pem" throughput --url "$PROXY_URL" \
+          --connections "$TP_CONNS" --size "$TP_SIZE" --messages "$TP_MESSAGES" \
+          --pid "$MEASURE_PID" | record "$name" "$rep"
+      fi
+      stop "$PROXY_PID"
+    done
+  done
 }
 
 # repeat REP: idle per proxy, then with every proxy running (fresh, idle while not measured) one
@@ -292,7 +361,8 @@ run_latency() {
 
 # Proxies in a rotated order each repeat, so none is always measured first or last.
 proxies_for() {
-  local rep=$1 list=(haproxy nginx) i n
+  local rep=$1 list=(haproxy) i n
+  [[ $WORKERS == 1 ]] && list+=(nginx)
   [[ $TIDEGATE_OK == 1 ]] && list+=(tidegate)
   n=${#list[@]}
   for i in $(seq 0 $((n - 1))); do echo "${list[$(((i + rep) % n))]}"; done
@@ -313,14 +383,19 @@ versions() {
 report() {
   local md=$OUT_DIR/$OUT_NAME.md
   {
-    echo "# tidegate vs HAProxy vs NGINX: WebSocket proxy side by side"
+    echo "# tidegate vs HAProxy vs NGINX: WebSocket proxy side by side$([[ $TLS == 1 ]] && echo ', terminating TLS')"
     echo
-    echo "Generated by \`$([[ $QUICK == 1 ]] && echo 'QUICK=1 ')bash benches/peers.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "Generated by \`$([[ $QUICK == 1 ]] && echo 'QUICK=1 ')$([[ $TLS == 1 ]] && echo 'TLS=1 ')bash benches/peers.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo "Median of $REPEATS interleaved repeat(s); ×: ratio to HAProxy; ±: half the min–max range."
     echo "Raw records: \`${RESULTS#"$ROOT"/}\`. Load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg);" \
       "niceness $(ps -o ni= -p $$ | tr -d ' ')."
     echo
     versions
+    if [[ $TLS == 1 ]]; then
+      echo "- TLS: the proxies terminate wss:// with a test CA's certificate for 127.0.0.1 (ECDSA P-256," \
+        "or RSA 2048 where a row says so); the client trusts the CA, offers ALPN http/1.1 and" \
+        "never resumes a session (every handshake is a full one)"
+    fi
     echo "- one worker each; least connections over 3 echo backends, cap $CAP per backend;" \
       "idle steps $STEPS (hold $HOLD); handshakes ${HS_TIME}/max $HS_MAX, 32 in flight;" \
       "latency $LAT_CONNS conns at $LAT_RATE msg/s for $LAT_TIME, 32 B; throughput $TP_CONNS conns," \
@@ -340,11 +415,12 @@ main() {
   mkdir -p "$OUT_DIR"
   RESULTS=$OUT_DIR/$OUT_NAME.jsonl
   : >"$RESULTS"
+  "$WSBENCH" certs --out "$WORK/certs"
   start_backends
   local rep
   for rep in $(seq "$REPEATS"); do
     log "repeat $rep/$REPEATS"
-    repeat "$rep"
+    if [[ $TLS == 1 ]]; then tls_repeat "$rep"; else repeat "$rep"; fi
   done
   report
 }

@@ -24,7 +24,7 @@ KUBERNETES_VERSION=${KUBERNETES_VERSION:-1.33}
 CRD_KINDS="ServiceMonitor"
 # `.` is base/ (deploy/kustomization.yaml points there); every kustomization under deploy/ must
 # be listed here, which the loop below checks.
-KUSTOMIZATIONS=". base overlays/ha overlays/kind components/pod-patch-policy"
+KUSTOMIZATIONS=". base overlays/ha overlays/kind overlays/tls components/pod-patch-policy"
 
 if ! command -v kubectl >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null

@@ -48,6 +48,10 @@ pub struct Record {
     pub target: String,
     /// Which repeat of the interleaved run (1-based).
     pub repeat: u32,
+    /// Tells apart runs of one scenario on one target, e.g. the certificate's key type of
+    /// TLS handshakes (`ecdsa`, `rsa`); none for most records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// What `wsbench` printed.
     pub result: Outcome,
 }
@@ -84,6 +88,8 @@ type Value = Box<dyn Fn(&Run<'_>) -> Option<f64>>;
 struct Figure {
     label: String,
     value: Value,
+    /// The records it reads: those of this variant only.
+    variant: Option<String>,
 }
 
 /// Renders the table; `targets` are the columns in order, `baseline` the one ratios refer to.
@@ -159,7 +165,7 @@ fn cell(records: &[Record], target: &str, figure: &Figure) -> Cell {
         .collect();
     let mut values: Vec<f64> = repeats
         .iter()
-        .filter_map(|&rep| (figure.value)(&run(records, target, rep)))
+        .filter_map(|&rep| (figure.value)(&run(records, target, rep, figure.variant.as_deref())))
         .collect();
     values.sort_by(f64::total_cmp);
     let median = median(&values);
@@ -176,11 +182,11 @@ fn cell(records: &[Record], target: &str, figure: &Figure) -> Cell {
     }
 }
 
-fn run<'a>(records: &'a [Record], target: &str, repeat: u32) -> Run<'a> {
+fn run<'a>(records: &'a [Record], target: &str, repeat: u32, variant: Option<&str>) -> Run<'a> {
     let pick = |t: &str| {
         records
             .iter()
-            .filter(|r| r.target == t && r.repeat == repeat)
+            .filter(|r| r.target == t && r.repeat == repeat && r.variant.as_deref() == variant)
             .map(|r| &r.result)
             .collect()
     };

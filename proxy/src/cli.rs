@@ -209,9 +209,7 @@ impl ProxyArgs {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Proxy(args) => proxy(args),
-        Command::CheckConfig { file } => config::load_file(&file)
-            .map(|_| println!("{}: ok", file.display()))
-            .map_err(anyhow::Error::from),
+        Command::CheckConfig { file } => check_config(&file),
         Command::EchoBackend { listen } => {
             telemetry::init(LogFormat::Text);
             tidegate_tools::echo::run_blocking(listen).map_err(anyhow::Error::from)
@@ -233,6 +231,26 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tidegate check-config`: the file, then every TLS certificate pair it names (read, parsed,
+/// key matched, hosts covered); the first fault is the error, naming its file.
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let config = config::load_file(file)?;
+    if let Some(section) = &config.tls {
+        let pairs = crate::tls::load(section)?;
+        for ((name, cert, _), pair) in section.pairs().zip(&pairs) {
+            let expires = pair.not_after.map_or("unknown".into(), |t| {
+                humantime::format_rfc3339(t).to_string()
+            });
+            println!(
+                "tls certificate `{name}`: {} ok, expires {expires}",
+                cert.display()
+            );
+        }
+    }
+    println!("{}: ok", file.display());
+    Ok(())
 }
 
 /// `tidegate proxy`: builds the proxy from the config and flags, watches the config file, and

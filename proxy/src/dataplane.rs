@@ -12,6 +12,10 @@
 //! 4. anything else goes to pingora's HTTP proxy in [`http`], with the same reservation rules for
 //!    upgrades that arrive later on a kept-alive connection.
 //!
+//! The client's stream is plain TCP or TLS terminated by [`crate::tls`] (between the PROXY header
+//! and the first head); [`transport`] says what differs, and the client's scheme reaches
+//! backends as `X-Forwarded-Proto` through [`client::Forwarding`].
+//!
 //! The relay follows the WebSocket frames both ways ([`frames`]) so that it can close a
 //! connection properly when asked: [`connections`] counts every open connection and gives each
 //! relayed WebSocket a signal, and [`drain`] uses them on SIGTERM (and the targets when a
@@ -32,6 +36,7 @@ pub mod metrics;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod respond;
+pub mod transport;
 pub mod tunnel;
 
 use std::sync::Arc;

@@ -133,6 +133,8 @@ pub async fn client(source: &KubeClientConfig) -> Result<Client, Error> {
     fn creds(e: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error::Credentials(Box::new(e))
     }
+    // kube builds its rustls config from the process default provider (crate::tls).
+    crate::tls::install_provider();
     if source.kubeconfig.is_none() && source.context.is_none() {
         return Client::try_default().await.map_err(creds);
     }

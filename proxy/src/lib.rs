@@ -4,8 +4,10 @@
 //! The data flow, one room each:
 //! - [`dataplane`]: every client connection — accept, read the head, route with a reservation
 //!   under the cap, pass the handshake, relay with no idle buffers; plain HTTP through
-//!   pingora; the drain on SIGTERM that closes WebSockets with 1001. (The routing rule and the count invariant themselves live in
-//!   `tidegate_common::table`.)
+//!   pingora; the drain on SIGTERM that closes WebSockets with 1001. (The routing rule and the
+//!   count invariant themselves live in `tidegate_common::table`.)
+//! - [`tls`]: TLS termination under the data plane — certificate pairs checked from PEM files,
+//!   the SNI store rustls asks, their rotation, the accept step.
 //! - [`discovery`]: where backends come from (static, local processes, Kubernetes
 //!   EndpointSlices), published through one [`discovery::Catalog`] into the backend table.
 //! - [`scaling`]: the scaler loop — observe the demand, let the pure policy of
@@ -39,3 +41,4 @@ pub mod reload;
 pub mod scaling;
 pub mod server;
 pub mod target;
+pub mod tls;

@@ -7,7 +7,9 @@
 //! the Deployment bounds, and fixed words — never paths, hosts or error strings).
 
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// A metric could not be created or registered.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,17 @@ pub fn counter_vec(
 /// A gauge, registered.
 pub fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, Error> {
     let g = IntGauge::new(name, help).map_err(|e| Error::new(name, e))?;
+    register(registry, name, g)
+}
+
+/// A gauge with `labels`, registered.
+pub fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, Error> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).map_err(|e| Error::new(name, e))?;
     register(registry, name, g)
 }
 

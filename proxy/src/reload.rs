@@ -143,6 +143,9 @@ fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>
             p.static_ = contacts;
         }
     }
+    // The certificates themselves rotate on their own (crate::tls::rotation); which files and
+    // hosts are served is fixed at start.
+    keep!(tls, "tls");
     (next, frozen)
 }
 

@@ -49,6 +49,9 @@ pub enum Error {
     /// A metric could not be registered.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::Error),
+    /// TLS could not be set up (a certificate pair is missing, broken or mismatched).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
 }
 
 /// A background service shared behind an `Arc`, so that tests can run the same object.
@@ -90,6 +93,9 @@ pub struct Handles {
 pub struct App {
     /// Where client traffic is accepted.
     pub traffic_addr: SocketAddr,
+    /// Where TLS is served: `traffic_addr` itself, or the `tls.listen` listener; `None`
+    /// without `tls`.
+    pub tls_addr: Option<SocketAddr>,
     /// Where the admin endpoints are served.
     pub admin_addr: SocketAddr,
     /// The shared pieces.
@@ -110,11 +116,33 @@ impl App {
                 source,
             })
         };
-        let traffic = bind(config.listen, "listen")?;
+        let traffic =
+            listener::bind_group(config.listen, config.threads).map_err(|source| Error::Bind {
+                addr: config.listen,
+                field: "listen",
+                source,
+            })?;
         let admin = bind(config.admin_listen, "admin_listen")?;
         let local = |l: &std::net::TcpListener, fallback| l.local_addr().unwrap_or(fallback);
-        let traffic_addr = local(&traffic, config.listen);
+        let traffic_addr = traffic
+            .first()
+            .map_or(config.listen, |l| local(l, config.listen));
         let admin_addr = local(&admin, config.admin_listen);
+        let tls_listener = match config.tls.as_ref().and_then(|t| t.listen) {
+            Some(addr) => Some(
+                listener::bind_group(addr, config.threads).map_err(|source| Error::Bind {
+                    addr,
+                    field: "tls.listen",
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let tls_addr = match (&config.tls, tls_listener.as_ref().and_then(|g| g.first())) {
+            (None, _) => None,
+            (Some(_), None) => Some(traffic_addr),
+            (Some(section), Some(l)) => section.listen.map(|a| local(l, a)),
+        };
 
         let conf = server_conf(&config);
         let mut assembly = Assembly::new(&config)?;
@@ -127,7 +155,12 @@ impl App {
             assembly.add_kubernetes(source.clone(), &config)?;
         }
         let http_conf = Arc::new(server_conf(&config));
-        let admin = assembly.add_listeners(traffic, admin, &http_conf, config.threads);
+        let listeners = Listeners {
+            traffic,
+            tls: tls_listener,
+            admin,
+        };
+        let admin = assembly.add_listeners(listeners, &http_conf, &config)?;
         let Assembly {
             registry,
             proxy,
@@ -141,6 +174,7 @@ impl App {
         } = assembly;
         Ok(App {
             traffic_addr,
+            tls_addr,
             admin_addr,
             handles: Handles {
                 proxy,
@@ -254,23 +288,45 @@ impl Assembly {
         Ok(())
     }
 
-    /// The traffic and admin accept loops and the history sampler; returns what admin serves.
+    /// The traffic accept loops (plain, TLS or both, per `config.tls`) with the certificate
+    /// rotation, the admin listener and the history sampler; returns what admin serves.
     fn add_listeners(
         &mut self,
-        traffic: std::net::TcpListener,
-        admin: std::net::TcpListener,
+        listeners: Listeners,
         conf: &Arc<ServerConf>,
-        threads: usize,
-    ) -> Arc<Admin> {
+        config: &Config,
+    ) -> Result<Arc<Admin>, Error> {
         let proxy = Arc::clone(&self.proxy);
         let fallback = HttpFallback::new(Arc::clone(&proxy));
         let http = Arc::new(pingora::proxy::http_proxy(conf, fallback));
-        let traffic = listener::Traffic::new(Arc::clone(&proxy), traffic, http);
-        self.components.push(Component {
-            name: "traffic",
-            service: Arc::new(traffic),
-            threads: Some(threads),
-        });
+        let acceptor = match &config.tls {
+            Some(section) => {
+                let (acceptor, rotation) = crate::tls::Acceptor::new(section, &self.registry)?;
+                self.add("tls-rotation", Arc::new(rotation));
+                Some(Arc::new(acceptor))
+            }
+            None => None,
+        };
+        let threads = Some(config.threads);
+        let mut traffic = |name, listener, tls| {
+            let service =
+                listener::Traffic::new(name, Arc::clone(&proxy), listener, Arc::clone(&http), tls);
+            self.components.push(Component {
+                name,
+                service: Arc::new(service),
+                threads,
+            });
+        };
+        match listeners.tls {
+            // `listen` speaks TLS.
+            None => traffic("traffic", listeners.traffic, acceptor),
+            // `listen` stays plain; `tls.listen` speaks TLS.
+            Some(tls) => {
+                traffic("traffic", listeners.traffic, None);
+                traffic("traffic_tls", tls, acceptor);
+            }
+        }
+        let admin = listeners.admin;
         let history = Arc::new(admin::history::History::default());
         let served = Arc::new(Admin {
             proxy: Arc::clone(&proxy),
@@ -288,8 +344,15 @@ impl Assembly {
             scaler,
         };
         self.add("history", Arc::new(sampler));
-        served
+        Ok(served)
     }
+}
+
+/// The sockets bound before the components are built.
+struct Listeners {
+    traffic: Vec<std::net::TcpListener>,
+    tls: Option<Vec<std::net::TcpListener>>,
+    admin: std::net::TcpListener,
 }
 
 fn server_conf(config: &Config) -> ServerConf {

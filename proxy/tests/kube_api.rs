@@ -15,6 +15,8 @@ mod support;
 mod discovery;
 #[path = "kube_api/lease.rs"]
 mod lease;
+#[path = "kube_api/peers.rs"]
+mod peers;
 #[path = "kube_api/rbac.rs"]
 mod rbac;
 #[path = "kube_api/scaling.rs"]

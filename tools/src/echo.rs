@@ -7,11 +7,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,6 +25,7 @@ pub struct Stats {
     open: AtomicUsize,
     peak: AtomicUsize,
     accepted: AtomicUsize,
+    received: AtomicU64,
     close_one: Notify,
     /// The code of every close frame received (`None`: a close frame without one).
     closes: std::sync::Mutex<Vec<Option<u16>>>,
@@ -42,6 +45,13 @@ impl Stats {
     /// WebSockets accepted since start.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Bytes read from WebSocket clients since start, handshakes included: a test waits on it
+    /// to know that the start of a frame has arrived (tungstenite says nothing until the whole
+    /// frame has).
+    pub fn received_bytes(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
     }
 
     /// The code of every close frame received from clients so far, in order (`None` for a
@@ -96,6 +106,10 @@ async fn connection(mut stream: TcpStream, stats: Arc<Stats>) {
         let _ = stream.write_all(ok.as_bytes()).await;
         return;
     }
+    let stream = Counted {
+        stream,
+        stats: Arc::clone(&stats),
+    };
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
@@ -126,6 +140,45 @@ async fn connection(mut stream: TcpStream, stats: Arc<Stats>) {
         }
     }
     stats.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A client's stream that adds what is read from it to [`Stats::received_bytes`].
+struct Counted {
+    stream: TcpStream,
+    stats: Arc<Stats>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        this.stats.received.fetch_add(read, Ordering::SeqCst);
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// Looks at the request line without consuming it.

@@ -3,27 +3,36 @@
 //! - [`population`]: clients that follow a connection-count [`profile`], hold their
 //!   WebSockets, and come back with jittered backoff when refused or dropped, the way a real
 //!   client population does (`tidegate loadgen`, `tidegate demo`).
+//! - [`held`]: a fixed set of WebSockets held open, each sending a stamped message every
+//!   interval and timing its echo, with live counts of drops and stalls (the soak suite's
+//!   steady load); [`burst`]: many opens at once that may not all succeed, sorted by how
+//!   they failed; [`slow`]: slowloris clients that drip a request head a byte at a time.
 //! - The benchmark scenarios (`wsbench`), each stopping by itself and yielding one [`Outcome`]
 //!   that prints as one JSON line:
 //!   - [`idle`]: memory per idle proxied WebSocket (proxy RSS delta / connections);
 //!   - [`handshakes`]: proxy CPU per 1,000 WebSocket upgrades;
 //!   - [`latency`]: round-trip latency of small messages at a fixed aggregate rate;
 //!   - [`throughput`]: pipelined 4 KiB echoes; messages/s and proxy CPU per million messages.
-//! - [`endpoint`] opens and closes one WebSocket; [`procstat`] reads what the process under
+//! - [`endpoint`] opens and closes one WebSocket (over [`secure`] TLS for `wss://`); [`procstat`] reads what the process under
 //!   test costs from `/proc`.
 
+pub mod burst;
 pub mod endpoint;
 mod error;
 pub mod handshakes;
+pub mod held;
 pub mod idle;
 pub mod latency;
 pub mod population;
 pub mod procstat;
 pub mod profile;
+pub mod secure;
+pub mod slow;
 pub mod throughput;
 
 pub use endpoint::Endpoint;
 pub use error::Error;
+pub use held::Held;
 pub use population::Population;
 pub use profile::Profile;
 

@@ -46,7 +46,7 @@ pub fn image(args: &[String]) -> Result<(), String> {
         );
     }
     ensure_tools()?;
-    let dir = target_dir().join("podman");
+    let dir = super::target_dir().join("podman");
     let podman = Podman::configure(&dir)?;
     podman.run(&["info", "--format", "podman {{.Version.Version}}, runtime {{.Host.OCIRuntime.Name}}, store {{.Store.GraphRoot}}"])?;
     if tools_only {
@@ -89,20 +89,8 @@ fn ensure_tools() -> Result<(), String> {
 
 /// The release binary, built on the host.
 fn build_binary() -> Result<PathBuf, String> {
-    super::ensure_cmake()?;
-    run(
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "tidegate-proxy",
-            "--bin",
-            "tidegate",
-        ],
-    )?;
-    Ok(target_dir().join("release/tidegate"))
+    super::release_build(&[("tidegate-proxy", "tidegate")])?;
+    Ok(super::target_dir().join("release/tidegate"))
 }
 
 /// `podman build` of the Dockerfile's `runtime-prebuilt` stage: `binary` on `base`.
@@ -127,7 +115,7 @@ fn build_image(
             &copy.display().to_string(),
         ],
     )?;
-    let dockerfile = workspace_root().join("deploy/Dockerfile");
+    let dockerfile = super::workspace_root().join("deploy/Dockerfile");
     let base_arg = format!("RUNTIME_BASE={base}");
     let revision = format!("org.opencontainers.image.revision={}", git_revision());
     let version = format!(
@@ -213,32 +201,10 @@ fn is_root() -> bool {
     super::succeeds("sh", &["-c", "[ \"$(id -u)\" = 0 ]"])
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
-/// `$CARGO_TARGET_DIR`, else the workspace's `target/`.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map_or_else(
-            || workspace_root().join("target"),
-            |dir| {
-                if dir.is_absolute() {
-                    dir
-                } else {
-                    workspace_root().join(dir)
-                }
-            },
-        )
-}
-
 fn git_revision() -> String {
     super::command("git")
         .args(["describe", "--always", "--dirty", "--abbrev=12"])
-        .current_dir(workspace_root())
+        .current_dir(super::workspace_root())
         .stderr(Stdio::null())
         .output()
         .ok()

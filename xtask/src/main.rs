@@ -6,9 +6,13 @@
 //! - `cargo xtask test`: run every test (nextest when installed, else cargo test) and doctests.
 //! - `cargo xtask image [--tools]`: build the container image with podman from a host-built
 //!   binary and print its reference (see [`image`]).
+//! - `cargo xtask soak [--minutes N] [--only NAME,…] [--ci]`: build the release binaries and run
+//!   the fault and soak suite (see [`soak`]).
 
 mod image;
+mod soak;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
@@ -17,6 +21,7 @@ fn main() -> ExitCode {
         Some("demo") => ensure_cmake().and_then(|()| demo(&args[1..])),
         Some("test") => ensure_cmake().and_then(|()| test(&args[1..])),
         Some("image") => image::image(&args[1..]),
+        Some("soak") => ensure_cmake().and_then(|()| soak::soak(&args[1..])),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -29,11 +34,14 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask demo [ARGS…] | cargo xtask test [ARGS…] | cargo xtask image [--tools]
+    "usage: cargo xtask demo [ARGS…] | test [ARGS…] | image [--tools] | soak [ARGS…]
   demo   build tidegate in release and run `tidegate demo` (see `tidegate demo --help`)
   test   run the whole test suite (what CI runs)
   image  build the container image here with podman (no registry needed); prints its reference
-         (--tools: only install and configure podman, runc and debootstrap)";
+         (--tools: only install and configure podman, runc and debootstrap)
+  soak   build in release and run the fault and soak suite, writing benches/results/soak.md
+         (--minutes N: length of the timed scenarios, default 10; --only hold,kills,…;
+         --ci: the short form; --help: every option)";
 
 /// A command for a child process, without the variables `cargo run` set for xtask itself
 /// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …: they describe xtask, not the child). An inner cargo
@@ -61,6 +69,29 @@ fn command(program: &str) -> Command {
     cmd
 }
 
+/// The workspace's root directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(
+            || workspace_root().join("target"),
+            |dir| {
+                if dir.is_absolute() {
+                    dir
+                } else {
+                    workspace_root().join(dir)
+                }
+            },
+        )
+}
+
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: {program} {}", args.join(" "));
     let status = command(program)
@@ -79,6 +110,17 @@ fn succeeds(program: &str, args: &[&str]) -> bool {
         .args(args)
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// `cargo build --release --locked` of each `(package, binary)` pair, cmake first (pingora needs
+/// it); the binaries land in `target_dir()/release/`.
+fn release_build(binaries: &[(&str, &str)]) -> Result<(), String> {
+    ensure_cmake()?;
+    let mut args = vec!["build", "--release", "--locked"];
+    for (package, bin) in binaries {
+        args.extend(["-p", package, "--bin", bin]);
+    }
+    run("cargo", &args)
 }
 
 /// pingora's zlib-ng build needs cmake even without TLS.
@@ -179,7 +221,8 @@ fn test(extra: &[String]) -> Result<(), String> {
         run("cargo", &args)?;
     }
     run("cargo", &["test", "--workspace", "--doc"])?;
-    // The status page in headless Chromium (ignored by plain `cargo test`: it needs a browser).
+    // The status page, and wss:// through the proxy, in headless Chromium (ignored by plain
+    // `cargo test`: they need a browser).
     let tools = ensure_browser_tools()?;
     let status = command("cargo")
         .args([
@@ -197,6 +240,6 @@ fn test(extra: &[String]) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err("the status-page browser test failed".into())
+        Err("the browser tests (status page, wss://) failed".into())
     }
 }

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use std::{net::TcpListener, path::PathBuf, time::Duration};
 use tidegate_benches::table;
+use tidegate_tools::load::secure::Tls;
 use tidegate_tools::load::{Outcome, endpoint::Endpoint, handshakes, idle, latency, throughput};
 
 /// WebSocket load client: idle memory, handshake cost, latency and throughput of a proxy.
@@ -17,6 +18,10 @@ struct Cli {
     /// Tokio worker threads in the client (default 1: leave the other core to the proxy).
     #[arg(long, global = true, default_value_t = 1)]
     client_threads: usize,
+    /// CA certificates (PEM) to trust for wss:// targets; the server is verified as the URL's
+    /// IP address, which its certificate must list (default: none, ws:// only).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +42,13 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:9001.
         #[arg(long)]
         listen: std::net::SocketAddr,
+    },
+    /// Write a test CA and an ECDSA P-256 and an RSA 2048 certificate for localhost and
+    /// 127.0.0.1 into a directory (benchmarks only).
+    Certs {
+        /// The directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print N currently free TCP ports on 127.0.0.1, one per line.
     FreePorts {
@@ -162,16 +174,19 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    runtime.block_on(dispatch(cli.command))
+    let ca = cli.ca.clone();
+    runtime.block_on(dispatch(cli.command, ca))
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<()> {
+async fn dispatch(command: Command, ca: Option<PathBuf>) -> anyhow::Result<()> {
+    let target = |url: &str| loopback(url, ca.as_deref());
     match command {
-        Command::Idle(a) => run_idle(a).await,
-        Command::Handshakes(a) => run_handshakes(a).await,
-        Command::Latency(a) => run_latency(a).await,
-        Command::Throughput(a) => run_throughput(a).await,
+        Command::Idle(a) => run_idle(target(&a.url)?, a).await,
+        Command::Handshakes(a) => run_handshakes(target(&a.url)?, a).await,
+        Command::Latency(a) => run_latency(target(&a.url)?, a).await,
+        Command::Throughput(a) => run_throughput(target(&a.url)?, a).await,
         Command::Echo { .. } => unreachable!("served before the runtime starts"),
+        Command::Certs { out } => tidegate_benches::certs::write(&out),
         Command::FreePorts { count } => free_ports(count),
         Command::Table {
             input,
@@ -185,7 +200,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn run_idle(a: IdleArgs) -> anyhow::Result<()> {
+async fn run_idle(target: Endpoint, a: IdleArgs) -> anyhow::Result<()> {
     let mut steps = a.connections;
     steps.sort_unstable();
     let config = idle::Config {
@@ -196,34 +211,34 @@ async fn run_idle(a: IdleArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
     };
     let emit = |report| println!("{}", Outcome::Idle(report).to_json_line());
-    Ok(idle::run(&loopback(&a.url)?, &config, emit).await?)
+    Ok(idle::run(&target, &config, emit).await?)
 }
 
-async fn run_handshakes(a: HandshakeArgs) -> anyhow::Result<()> {
+async fn run_handshakes(target: Endpoint, a: HandshakeArgs) -> anyhow::Result<()> {
     let config = handshakes::Config {
         duration: a.duration,
         concurrency: a.concurrency,
         max: a.max,
         pid: a.pid,
     };
-    let report = handshakes::run(&loopback(&a.url)?, &config).await?;
+    let report = handshakes::run(&target, &config).await?;
     println!("{}", Outcome::Handshakes(report).to_json_line());
     Ok(())
 }
 
-async fn run_latency(a: LatencyArgs) -> anyhow::Result<()> {
+async fn run_latency(target: Endpoint, a: LatencyArgs) -> anyhow::Result<()> {
     let config = latency::Config {
         connections: a.connections,
         rate: a.rate,
         duration: a.duration,
         size: a.size,
     };
-    let report = latency::run(&loopback(&a.url)?, &config).await?;
+    let report = latency::run(&target, &config).await?;
     println!("{}", Outcome::Latency(report).to_json_line());
     Ok(())
 }
 
-async fn run_throughput(a: ThroughputArgs) -> anyhow::Result<()> {
+async fn run_throughput(target: Endpoint, a: ThroughputArgs) -> anyhow::Result<()> {
     let config = throughput::Config {
         connections: a.connections,
         size: a.size,
@@ -231,18 +246,23 @@ async fn run_throughput(a: ThroughputArgs) -> anyhow::Result<()> {
         window: a.window,
         pid: a.pid,
     };
-    let report = throughput::run(&loopback(&a.url)?, &config).await?;
+    let report = throughput::run(&target, &config).await?;
     println!("{}", Outcome::Throughput(report).to_json_line());
     Ok(())
 }
 
-/// Parses `url`, refusing targets off this machine.
-fn loopback(url: &str) -> anyhow::Result<Endpoint> {
-    let target = Endpoint::parse(url)?;
+/// Parses `url`, refusing targets off this machine; a `wss://` one trusts `ca`.
+fn loopback(url: &str, ca: Option<&std::path::Path>) -> anyhow::Result<Endpoint> {
+    let mut target = Endpoint::parse(url)?;
     anyhow::ensure!(
         target.is_loopback(),
         "{url}: only loopback targets are allowed (wsbench loads stay on this machine)"
     );
+    if target.is_secure() {
+        let ca = ca.context("a wss:// target needs --ca FILE")?;
+        let tls = Tls::new(ca, &target.addr().ip().to_string())?;
+        target = target.with_tls(tls);
+    }
     Ok(target)
 }
 

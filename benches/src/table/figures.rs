@@ -18,16 +18,9 @@ pub(super) fn figures(records: &[Record]) -> Vec<Figure> {
         }
         rows.push(rss_at(hi));
     }
-    rows.extend([
-        row("proxy CPU per 1,000 upgrades (ms)", |o| match o {
-            Outcome::Handshakes(h) => h.cpu_ms_per_1k,
-            _ => None,
-        }),
-        row("upgrades/s (open + close, 32 in flight)", |o| match o {
-            Outcome::Handshakes(h) => Some(h.per_s),
-            _ => None,
-        }),
-    ]);
+    for variant in handshake_variants(records) {
+        rows.extend(handshake_rows(variant));
+    }
     rows.extend(latency_rows());
     rows.extend([
         row("proxy CPU per million 4 KiB echoes (s)", |o| match o {
@@ -39,6 +32,46 @@ pub(super) fn figures(records: &[Record]) -> Vec<Figure> {
             _ => None,
         }),
     ]);
+    rows
+}
+
+/// The variants of the handshake records: none for plain runs; the key types over TLS.
+fn handshake_variants(records: &[Record]) -> BTreeSet<Option<&str>> {
+    let mut variants: BTreeSet<Option<&str>> = records
+        .iter()
+        .filter(|r| matches!(r.result, Outcome::Handshakes(_)))
+        .map(|r| r.variant.as_deref())
+        .collect();
+    if variants.is_empty() {
+        variants.insert(None);
+    }
+    variants
+}
+
+/// The handshake rows of one variant: `ecdsa` and `rsa` are TLS handshakes with that key.
+fn handshake_rows(variant: Option<&str>) -> [Figure; 2] {
+    let what = match variant {
+        None => "upgrades".to_owned(),
+        Some("ecdsa") => "TLS handshakes + upgrades, ECDSA P-256".to_owned(),
+        Some("rsa") => "TLS handshakes + upgrades, RSA 2048".to_owned(),
+        Some(other) => format!("upgrades, {other}"),
+    };
+    let mut rows = [
+        row(&format!("proxy CPU per 1,000 {what} (ms)"), |o| match o {
+            Outcome::Handshakes(h) => h.cpu_ms_per_1k,
+            _ => None,
+        }),
+        row(
+            &format!("{what}/s (open + close, 32 in flight)"),
+            |o| match o {
+                Outcome::Handshakes(h) => Some(h.per_s),
+                _ => None,
+            },
+        ),
+    ];
+    for r in &mut rows {
+        r.variant = variant.map(str::to_owned);
+    }
     rows
 }
 
@@ -56,6 +89,7 @@ fn row(label: &str, pick: fn(&Outcome) -> Option<f64>) -> Figure {
     Figure {
         label: label.to_owned(),
         value: Box::new(move |run: &Run<'_>| run.own.iter().find_map(|o| pick(o))),
+        variant: None,
     }
 }
 
@@ -72,6 +106,7 @@ fn added(label: &str, quantile: fn(&latency::Report) -> f64) -> Figure {
     Figure {
         label: label.to_owned(),
         value: Box::new(value),
+        variant: None,
     }
 }
 
@@ -80,6 +115,7 @@ fn bytes_per_conn(conns: usize) -> Figure {
     Figure {
         label: format!("RSS per idle WebSocket at {} (bytes)", count(conns)),
         value: Box::new(value),
+        variant: None,
     }
 }
 
@@ -96,6 +132,7 @@ fn slope(lo: usize, hi: usize) -> Figure {
             count(hi)
         ),
         value: Box::new(value),
+        variant: None,
     }
 }
 
@@ -104,6 +141,7 @@ fn rss_at(conns: usize) -> Figure {
     Figure {
         label: format!("RSS with {} idle WebSockets (MiB)", count(conns)),
         value: Box::new(value),
+        variant: None,
     }
 }
 

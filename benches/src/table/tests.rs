@@ -12,6 +12,7 @@ fn idle(target: &str, repeat: u32, connections: usize, after: u64) -> Record {
     Record {
         target: target.to_owned(),
         repeat,
+        variant: None,
         result,
     }
 }
@@ -30,6 +31,7 @@ fn latency(target: &str, repeat: u32, p50_us: f64) -> Record {
     Record {
         target: target.to_owned(),
         repeat,
+        variant: None,
         result,
     }
 }
@@ -84,6 +86,51 @@ fn added_latency_pairs_repeats_with_direct() {
     );
 }
 
+fn handshakes(target: &str, variant: &str, cpu_ms_per_1k: f64) -> Record {
+    let report = handshakes::Report {
+        handshakes: 1000,
+        errors: 0,
+        elapsed_s: 1.0,
+        per_s: 1000.0,
+        proxy_cpu_s: Some(cpu_ms_per_1k / 1000.0),
+        cpu_ms_per_1k: Some(cpu_ms_per_1k),
+        open_p50_ms: 1.0,
+        open_p99_ms: 2.0,
+        open_max_ms: 3.0,
+    };
+    Record {
+        target: target.to_owned(),
+        repeat: 1,
+        variant: Some(variant.to_owned()),
+        result: Outcome::Handshakes(report),
+    }
+}
+
+#[test]
+fn tls_handshakes_get_a_row_per_key_type() {
+    let records = vec![
+        handshakes("haproxy", "ecdsa", 400.0),
+        handshakes("tidegate", "ecdsa", 300.0),
+        handshakes("haproxy", "rsa", 900.0),
+        handshakes("tidegate", "rsa", 990.0),
+    ];
+    let table = render(&records, &targets(), "haproxy");
+    let ecdsa = line(
+        &table,
+        "proxy CPU per 1,000 TLS handshakes + upgrades, ECDSA P-256 (ms)",
+    );
+    assert!(
+        ecdsa.ends_with("| 400.0 (1.00×) | 300.0 (0.75×) |"),
+        "{ecdsa}"
+    );
+    let rsa = line(
+        &table,
+        "proxy CPU per 1,000 TLS handshakes + upgrades, RSA 2048 (ms)",
+    );
+    assert!(rsa.ends_with("| 900.0 (1.00×) | 990.0 (1.10×) |"), "{rsa}");
+    assert!(!table.contains("| proxy CPU per 1,000 upgrades"), "{table}");
+}
+
 #[test]
 fn reads_records_back() {
     let report = handshakes::Report {
@@ -93,10 +140,14 @@ fn reads_records_back() {
         per_s: 10.0,
         proxy_cpu_s: None,
         cpu_ms_per_1k: None,
+        open_p50_ms: 1.0,
+        open_p99_ms: 2.0,
+        open_max_ms: 3.0,
     };
     let record = Record {
         target: "nginx".into(),
         repeat: 1,
+        variant: None,
         result: Outcome::Handshakes(report),
     };
     let text = serde_json::to_string(&record).unwrap();

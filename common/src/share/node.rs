@@ -8,6 +8,7 @@
 //! admissions.
 
 mod claim;
+mod rates;
 mod rebalance;
 mod view;
 
@@ -75,8 +76,8 @@ pub struct Demand {
     pub queued: u32,
     /// Upgrades refused since start.
     pub refused_total: u64,
-    /// New upgrades per second, smoothed.
-    pub arrivals: u32,
+    /// Upgrades routed or refused since start.
+    pub attempts_total: u64,
     /// Whether this replica decides scaling (its drain marks count).
     pub leader: bool,
     /// Whether it has a backend source of its own.
@@ -164,6 +165,7 @@ pub struct Node {
     leaving: bool,
     expelled: bool,
     demand: Demand,
+    rates: rates::Smoothed,
     counters: Counters,
 }
 
@@ -184,6 +186,7 @@ impl Node {
             leaving: false,
             expelled: false,
             demand: Demand::default(),
+            rates: rates::Smoothed::default(),
             counters: Counters::default(),
         }
     }
@@ -300,6 +303,8 @@ impl Node {
     /// the report to push.
     pub fn tick(&mut self, now: Instant, slots: &mut impl Slots, demand: Demand) -> Report {
         self.demand = demand;
+        self.rates
+            .update(now, demand.attempts_total, demand.refused_total);
         if self.expelled {
             self.restart(slots);
         }
@@ -485,7 +490,7 @@ impl Node {
             has_source: self.demand.has_source,
             queued: self.demand.queued,
             refused_total: self.demand.refused_total,
-            arrivals: self.demand.arrivals,
+            rates: self.rates.quantized(),
             view: self.view_entries(),
             backends,
             grants: self.grant_entries(&index),

@@ -31,8 +31,9 @@ pub struct Report {
     pub queued: u32,
     /// Upgrades the sender refused since it started.
     pub refused_total: u64,
-    /// New upgrades per second arriving at the sender, smoothed: where the arrivals are.
-    pub arrivals: u32,
+    /// The sender's arrival and refusal rates, smoothed by the sender: where the demand is.
+    /// Every member weighs the sender by exactly these values (`node::rates`).
+    pub rates: Rates,
     /// The members the sender knows, with the newest report it processed from each.
     pub view: Vec<ViewEntry>,
     /// Every backend in the sender's table.
@@ -41,6 +42,16 @@ pub struct Report {
     pub grants: Vec<GrantEntry>,
     /// What the sender has received of grants other members still list as unacknowledged.
     pub acks: Vec<AckEntry>,
+}
+
+/// A sender's demand, smoothed by the sender and rounded (whole numbers, so that every member
+/// computes the same weight from them; `node::rates`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rates {
+    /// Upgrades routed or refused per second (time constant 5 s).
+    pub arrivals: u32,
+    /// Upgrades refused within about the last 2 s, whose clients are about to retry.
+    pub refused: u32,
 }
 
 /// One member in a sender's view.

@@ -136,8 +136,9 @@ pub struct Replica {
     pub address: SocketAddr,
     /// Its connections, by backend.
     pub connections: Vec<SocketAddr>,
-    /// Arrivals since its last tick (its demand signal).
-    arrivals: u32,
+    /// Connection attempts since it started, and those refused (its demand signal).
+    attempts: u64,
+    refused: u64,
     next_tick: Duration,
 }
 
@@ -257,7 +258,8 @@ impl Cluster {
             table: Table::new(&self.backends, self.capacity),
             address,
             connections: Vec::new(),
-            arrivals: 0,
+            attempts: 0,
+            refused: 0,
             next_tick: self.now + phase,
         }));
         index
@@ -286,7 +288,7 @@ impl Cluster {
         };
         let mut admitted = 0;
         for _ in 0..n {
-            r.arrivals += 1;
+            r.attempts += 1;
             self.stats.attempts += 1;
             match r.table.admit(&peers) {
                 Some(b) => {
@@ -294,6 +296,7 @@ impl Cluster {
                     admitted += 1;
                 }
                 None => {
+                    r.refused += 1;
                     self.stats.refused += 1;
                     if free > 0 {
                         self.stats.refused_with_room += 1;
@@ -355,10 +358,10 @@ impl Cluster {
             return;
         };
         let demand = Demand {
-            arrivals: (f64::from(r.arrivals) / interval.as_secs_f64()) as u32,
+            attempts_total: r.attempts,
+            refused_total: r.refused,
             ..Demand::default()
         };
-        r.arrivals = 0;
         let jitter = interval.mul_f64(0.9 + 0.2 * self.rng.f64());
         r.next_tick = self.now + jitter;
         let t = Instant::now();

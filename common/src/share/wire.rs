@@ -4,13 +4,19 @@
 //! Layout (integers are LEB128 varints unless a width is given; ids little-endian):
 //!
 //! ```text
-//! "TGP1"  from:u64  seq  admin_port:u16  flags:u8  queued  refused_total  arrivals
+//! "TGP2"  from:u64  seq  admin_port:u16  flags:u8  queued  refused_total
+//!         arrivals  refused     (the sender's smoothed rates: per second, within ~2 s)
 //! view:     count, then per member:  member:u64  seen  up:u8
 //! backends: count, then per backend: family:u8(4|6)  ip:4|16 bytes  port:u16  capacity
 //!                                    state:u8  epoch:u32  live  pending  share
 //! grants:   count, then per grant:   to:u64  backend  to_epoch:u32  given  acked
 //! acks:     count, then per ack:     from:u64  backend  from_epoch:u32  received
 //! ```
+//!
+//! The magic names the layout: `TGP2` carries two rates (`arrivals  refused`) where `TGP1`
+//! carried one (`arrivals`), so a report of the other layout is refused with [`Error::Magic`]
+//! (counted as `bad_magic`) rather than misread. Replicas of the two layouts do not see each
+//! other: do not run them side by side.
 //!
 //! A backend costs 17 bytes for IPv4 with small counts; 500 backends make a 9 KB report. The
 //! decoder never allocates more than the input can fill (every count is checked against the
@@ -21,14 +27,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::table::backend::BackendState;
 
-use super::report::{AckEntry, BackendEntry, GrantEntry, Report, ViewEntry};
+use super::report::{AckEntry, BackendEntry, GrantEntry, Rates, Report, ViewEntry};
 
 /// Largest report accepted: 64 k backends at their largest fit.
 pub const MAX_REPORT_BYTES: usize = 4 * 1024 * 1024;
 /// Most members a report may list.
 pub const MAX_MEMBERS: usize = 1024;
 
-const MAGIC: &[u8; 4] = b"TGP1";
+const MAGIC: &[u8; 4] = b"TGP2";
 const FLAG_LEAVING: u8 = 1;
 const FLAG_LEADER: u8 = 2;
 const FLAG_SOURCE: u8 = 4;
@@ -79,7 +85,8 @@ pub fn encode(report: &Report) -> Vec<u8> {
     out.push(flags);
     varint(&mut out, report.queued.into());
     varint(&mut out, report.refused_total);
-    varint(&mut out, report.arrivals.into());
+    varint(&mut out, report.rates.arrivals.into());
+    varint(&mut out, report.rates.refused.into());
     varint(&mut out, report.view.len() as u64);
     for v in &report.view {
         out.extend_from_slice(&v.member.to_le_bytes());
@@ -139,7 +146,10 @@ pub fn decode(bytes: &[u8]) -> Result<Report, Error> {
         has_source: flags & FLAG_SOURCE != 0,
         queued: r.u32("queued")?,
         refused_total: r.varint("refused_total")?,
-        arrivals: r.u32("arrivals")?,
+        rates: Rates {
+            arrivals: r.u32("arrivals")?,
+            refused: r.u32("refused")?,
+        },
         ..Report::default()
     };
     let n = r.count("view", 10)?;
@@ -350,7 +360,10 @@ mod tests {
             has_source: true,
             queued: 7,
             refused_total: 1 << 40,
-            arrivals: 12,
+            rates: Rates {
+                arrivals: 12_345,
+                refused: u32::MAX,
+            },
             view: vec![ViewEntry {
                 member: 5,
                 seen: 299,
@@ -440,6 +453,31 @@ mod tests {
         let mut r = sample();
         r.grants[0].acked = 31;
         assert_eq!(decode(&encode(&r)), Err(Error::Invalid("grant")));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_rates_round_trip(arrivals: u32, refused: u32, queued: u32) {
+            let mut r = sample();
+            r.rates = Rates { arrivals, refused };
+            r.queued = queued;
+            proptest::prop_assert_eq!(decode(&encode(&r)).unwrap(), r);
+        }
+
+        #[test]
+        fn hostile_bytes_never_panic(
+            flips in proptest::collection::vec((0usize..512, proptest::num::u8::ANY), 0..8),
+            cut in 0usize..512,
+        ) {
+            // A valid report with bytes flipped and cut: an error or a report, never a panic.
+            let mut bytes = encode(&sample());
+            for (at, b) in flips {
+                let n = bytes.len();
+                bytes[at % n] = b;
+            }
+            bytes.truncate(cut.max(4));
+            let _ = decode(&bytes);
+        }
     }
 
     #[test]

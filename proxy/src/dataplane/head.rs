@@ -17,6 +17,8 @@ use tokio::time::Instant;
 
 pub use check::Invalid;
 
+use super::transport::Transport;
+
 /// Most header lines parsed in one head.
 pub(crate) const MAX_HEADERS: usize = 100;
 const FIRST_READ: usize = 1024;
@@ -102,8 +104,8 @@ pub struct Request {
 
 /// Reads a request head within `timeout` and `max` bytes, checks it, and says whether it is a
 /// WebSocket upgrade.
-pub async fn read_request(
-    stream: &mut TcpStream,
+pub async fn read_request<S: Transport>(
+    stream: &mut S,
     max: usize,
     timeout: Duration,
 ) -> Result<(Head, Request), Error> {
@@ -112,8 +114,8 @@ pub async fn read_request(
 
 /// As [`read_request`], starting with bytes already read (what followed a PROXY header) and
 /// ending at `deadline`.
-pub async fn read_request_from(
-    stream: &mut TcpStream,
+pub async fn read_request_from<S: Transport>(
+    stream: &mut S,
     already: Vec<u8>,
     max: usize,
     deadline: Instant,
@@ -172,8 +174,8 @@ pub async fn read_response(
 
 /// Reads until `parse` finds a whole head in the buffer (which starts as `already`), at most
 /// `max` bytes, by `deadline`.
-async fn read_head<T>(
-    stream: &mut TcpStream,
+async fn read_head<S: Transport, T>(
+    stream: &mut S,
     already: Vec<u8>,
     max: usize,
     deadline: Instant,
@@ -186,7 +188,7 @@ async fn read_head<T>(
                 return Ok((Head { bytes, len }, parsed));
             }
         } else {
-            stream.readable().await?;
+            stream.ready().await?;
             bytes.reserve_exact(FIRST_READ.min(max));
         }
         loop {

@@ -19,18 +19,15 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
-use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::proxy::FailToProxy;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tidegate_common::{Backend, InflightRequest, Reservation};
-use tokio::net::TcpStream;
 
 use super::Proxy;
 use super::client::{Client, Forwarding, Proto};
 use super::head::{self, Head, check};
+use super::transport::Transport;
 
 /// The `ProxyHttp` behind the traffic listener's plain-HTTP path.
 pub struct HttpFallback {
@@ -63,23 +60,14 @@ pub struct RequestCtx {
 /// `client` as the address pingora reports for it.
 pub async fn hand_over(
     app: &Arc<HttpProxy>,
-    stream: TcpStream,
+    stream: impl Transport,
     head: Head,
     client: &Client,
     shutdown: &ShutdownWatch,
 ) {
-    use std::os::fd::AsRawFd;
-    let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
-    let _ = digest.peer_addr.set(Some(PeerAddr::Inet(client.addr)));
-    if let Some(local) = client.local {
-        // Otherwise pingora looks the socket's own address up if it is ever asked for.
-        let _ = digest.local_addr.set(Some(PeerAddr::Inet(local)));
-    }
-    let mut stream = L4Stream::from(stream);
-    stream.set_socket_digest(digest);
-    stream.rewind(&head.bytes);
+    let stream = stream.into_pingora(&head.bytes, client);
     drop(head);
-    let mut next = app.process_new(Box::new(stream), shutdown).await;
+    let mut next = app.process_new(stream, shutdown).await;
     while let Some(stream) = next {
         next = app.process_new(stream, shutdown).await;
     }

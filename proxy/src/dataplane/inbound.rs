@@ -1,8 +1,10 @@
-//! What a new client connection goes through before it is routed: its socket options (no
-//! Nagle, TCP keepalive), the PROXY header when `proxy_protocol` asks for one, and its first
-//! request head — all within `request_header_timeout`. Bad input is answered (400, 408, 431) or,
-//! for a missing or malformed PROXY header, the connection is closed; either way it is counted
-//! in `tidegate_bad_requests_total`.
+//! What a new client connection goes through before it is routed, all within
+//! `request_header_timeout` from accept: its socket options (no Nagle, TCP keepalive) and the
+//! PROXY header when `proxy_protocol` asks for one ([`arrive`], on the TCP socket); on a TLS
+//! listener the handshake then (`crate::tls`, fed the bytes read after the PROXY header); and
+//! its first request head over either stream ([`open`]). Bad input is answered (400, 408, 431)
+//! or, for a missing or malformed PROXY header, the connection is closed; either way it is
+//! counted in `tidegate_bad_requests_total`.
 
 use std::net::SocketAddr;
 
@@ -13,11 +15,23 @@ use tracing::debug;
 
 use super::client::{Client, Proto};
 use super::head::{self, Head, Request};
+use super::transport::Transport;
 use super::{Proxy, proxy_protocol, respond};
 use crate::config::{Config, Keepalive, ProxyProtocol};
 
 /// First read of a PROXY header: room for a v1 header or a v2 one with a few TLVs.
 const PROXY_FIRST_READ: usize = 256;
+
+/// A TCP connection set up and past its PROXY header.
+pub struct Arrival {
+    /// Who it is from (its scheme is settled by the stream its head is read from).
+    pub client: Client,
+    /// The bytes read after the PROXY header: the start of the first head, or of a TLS
+    /// ClientHello.
+    pub already: Vec<u8>,
+    /// When its first head must be complete.
+    pub deadline: Instant,
+}
 
 /// A connection ready to be routed.
 pub struct Opened {
@@ -29,30 +43,33 @@ pub struct Opened {
     pub request: Request,
 }
 
-/// Sets up `stream` from `peer` and reads its first request; `None` once it has been answered
-/// or closed for bad input (counted).
-pub async fn open(
+/// Sets up `stream` from `peer` and reads its PROXY header if one is expected; `None` once it
+/// has been closed for a missing or bad one (counted).
+pub async fn arrive(
     proxy: &Proxy,
     config: &Config,
     stream: &mut TcpStream,
     peer: SocketAddr,
-) -> Option<Opened> {
+) -> Option<Arrival> {
     let _ = stream.set_nodelay(true);
     set_keepalive(stream, config.tcp_keepalive);
     let deadline = Instant::now() + config.request_header_timeout;
-    let mut client = Client {
-        addr: peer,
-        local: None,
-        proto: Proto::Http,
+    let mut arrival = Arrival {
+        client: Client {
+            addr: peer,
+            local: None,
+            proto: Proto::Http,
+        },
+        already: Vec::new(),
+        deadline,
     };
-    let mut already = Vec::new();
     if config.proxy_protocol != ProxyProtocol::Off {
         match read_proxy_header(stream, config.proxy_protocol, deadline).await {
             Ok((addresses, rest)) => {
                 if let Some((src, dst)) = addresses {
-                    (client.addr, client.local) = (src, Some(dst));
+                    (arrival.client.addr, arrival.client.local) = (src, Some(dst));
                 }
-                already = rest;
+                arrival.already = rest;
             }
             Err(e) => {
                 debug!(%peer, error = %e, "no valid PROXY header; closing");
@@ -61,6 +78,23 @@ pub async fn open(
             }
         }
     }
+    Some(arrival)
+}
+
+/// Reads the first request of `arrival` from `stream` (its TCP socket, or the TLS stream over
+/// it); `None` once it has been answered or closed for bad input (counted).
+pub async fn open<S: Transport>(
+    proxy: &Proxy,
+    config: &Config,
+    stream: &mut S,
+    arrival: Arrival,
+) -> Option<Opened> {
+    let Arrival {
+        mut client,
+        already,
+        deadline,
+    } = arrival;
+    client.proto = S::PROTO;
     let max = config.max_request_header_bytes;
     match head::read_request_from(stream, already, max, deadline).await {
         Ok((head, request)) => Some(Opened {

@@ -6,6 +6,10 @@
 //! (`pingora::proxy::http_proxy`, made for custom accept loops). A loop stops accepting when
 //! its component stops or, on SIGTERM, when the drain's `shutdown_delay` is over (see
 //! [`super::drain`]); open connections are counted until they end.
+//!
+//! The traffic address is bound once per worker thread with `SO_REUSEPORT`: the kernel spreads
+//! new connections across the sockets by their 4-tuple hash and each has an accept loop of its
+//! own, so no single loop bounds the rate of upgrades (architecture.md, "Every core").
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,7 +24,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{error, info};
 
 use super::http::{self, HttpProxy};
+use super::transport::Transport;
 use super::{Proxy, inbound, tunnel};
+use crate::config::Config;
+use crate::tls;
 
 /// Pending connections the kernel queues per listener (bursts of reconnects).
 const BACKLOG: i32 = 4096;
@@ -29,9 +36,32 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Binds a listening socket now (so port 0 resolves before the server starts).
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    bind_one(addr, false)
+}
+
+/// Binds `count` listening sockets on one address with `SO_REUSEPORT` (port 0 resolves on the
+/// first; the others join its port). One socket is bound like [`bind`], without the option.
+pub fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if count <= 1 {
+        return Ok(vec![bind(addr)?]);
+    }
+    let first = bind_one(addr, true)?;
+    let port = first.local_addr()?.port();
+    let shared = SocketAddr::new(addr.ip(), port);
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(bind_one(shared, true)?);
+    }
+    Ok(group)
+}
+
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
@@ -89,20 +119,33 @@ pub async fn accept_loop(
     info!(listener = name, "stopped accepting");
 }
 
-/// The traffic listener: WebSockets and plain HTTP from clients.
+/// A traffic listener: WebSockets and plain HTTP from clients, over TCP or, with an acceptor,
+/// over TLS; one accept loop per socket of its group.
 pub struct Traffic {
+    name: &'static str,
     proxy: Arc<Proxy>,
-    listener: Bound,
+    listeners: Vec<Bound>,
     http: Arc<HttpProxy>,
+    tls: Option<Arc<tls::Acceptor>>,
 }
 
 impl Traffic {
-    /// A service that will accept on `listener` once the server runs.
-    pub fn new(proxy: Arc<Proxy>, listener: std::net::TcpListener, http: Arc<HttpProxy>) -> Self {
+    /// A service that will accept on each of `listeners` (one address, bound once per worker)
+    /// once the server runs; with `tls`, every connection is a TLS handshake first. `name`
+    /// labels its metrics (`traffic`, `traffic_tls`).
+    pub fn new(
+        name: &'static str,
+        proxy: Arc<Proxy>,
+        listeners: Vec<std::net::TcpListener>,
+        http: Arc<HttpProxy>,
+        tls: Option<Arc<tls::Acceptor>>,
+    ) -> Self {
         Self {
+            name,
             proxy,
-            listener: Bound::new(listener),
+            listeners: listeners.into_iter().map(Bound::new).collect(),
             http,
+            tls,
         }
     }
 }
@@ -110,26 +153,93 @@ impl Traffic {
 #[async_trait]
 impl BackgroundService for Traffic {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let Some(listener) = self.listener.take() else {
-            return error!("traffic listener unavailable");
-        };
-        let errors = self.proxy.metrics.accept_errors.clone();
         // Stops at the end of the drain's shutdown_delay, or when every component stops.
-        let mut stop = until_either(shutdown, self.proxy.drain.accepting_stopped());
-        let watch = stop.clone();
-        accept_loop(listener, "traffic", &errors, &mut stop, |stream, peer| {
-            let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
-            let open = proxy.connections.open();
-            let shutdown = watch.clone();
-            drop(tokio::spawn(async move {
-                serve(proxy, http, stream, peer, shutdown).await;
-                drop(open);
-            }));
-        })
-        .await;
+        let stop = until_either(shutdown, self.proxy.drain.accepting_stopped());
+        let loops: Vec<_> = self
+            .listeners
+            .iter()
+            .filter_map(Bound::take)
+            .map(|listener| {
+                let (proxy, http) = (Arc::clone(&self.proxy), Arc::clone(&self.http));
+                let (name, tls) = (self.name, self.tls.clone());
+                // A task each: the runtime's workers run the loops side by side.
+                tokio::spawn(accept_traffic(
+                    name,
+                    listener,
+                    proxy,
+                    http,
+                    tls,
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        if loops.is_empty() {
+            return error!(listener = self.name, "traffic listener unavailable");
+        }
+        for accepting in loops {
+            if let Err(e) = accepting.await {
+                error!(listener = self.name, error = %e, "traffic accept loop ended abnormally");
+            }
+        }
         // Kept-alive HTTP connections waiting for their next request are closed now; those in
         // a request finish it without keep-alive (they see `stop` fired).
         self.http.cleanup().await;
+    }
+}
+
+/// One traffic socket's accept loop: a task per connection, counted while it is open.
+async fn accept_traffic(
+    name: &'static str,
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    http: Arc<HttpProxy>,
+    tls: Option<Arc<tls::Acceptor>>,
+    mut stop: ShutdownWatch,
+) {
+    let errors = proxy.metrics.accept_errors.clone();
+    let watch = stop.clone();
+    accept_loop(listener, name, &errors, &mut stop, |stream, peer| {
+        let (proxy, http) = (Arc::clone(&proxy), Arc::clone(&http));
+        let open = proxy.connections.open();
+        let (shutdown, tls) = (watch.clone(), tls.clone());
+        drop(tokio::spawn(async move {
+            accept(proxy, http, stream, peer, shutdown, tls).await;
+            drop(open);
+        }));
+    })
+    .await;
+}
+
+/// One accepted socket: its socket options and PROXY header ([`inbound::arrive`]), the TLS
+/// handshake if the listener speaks TLS (fed the bytes read after the PROXY header), then
+/// [`serve`]. The PROXY header, the handshake and the first head share one deadline,
+/// `request_header_timeout` from accept.
+async fn accept(
+    proxy: Arc<Proxy>,
+    http: Arc<HttpProxy>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: ShutdownWatch,
+    tls: Option<Arc<tls::Acceptor>>,
+) {
+    let config = proxy.config.load_full();
+    let Some(mut arrival) = inbound::arrive(&proxy, &config, &mut stream, peer).await else {
+        return;
+    };
+    let listening = (&*proxy, &http, &*config, &shutdown);
+    match tls {
+        None => serve(listening, stream, arrival).await,
+        // Boxed: a future holds room for its largest state, and the TLS states (the handshake,
+        // the TLS stream's relay) would otherwise be carried by every plain connection too.
+        Some(acceptor) => {
+            Box::pin(async move {
+                let already = std::mem::take(&mut arrival.already);
+                if let Some(stream) = acceptor.accept(stream, already, arrival.deadline).await {
+                    serve(listening, stream, arrival).await
+                }
+            })
+            .await
+        }
     }
 }
 
@@ -147,16 +257,17 @@ fn until_either(mut a: ShutdownWatch, mut b: ShutdownWatch) -> ShutdownWatch {
     rx
 }
 
+/// What [`serve`] runs with: the proxy, pingora's HTTP path, the config the connection was
+/// accepted under, and the traffic listener's stop signal.
+type Listening<'a> = (&'a Proxy, &'a Arc<HttpProxy>, &'a Config, &'a ShutdownWatch);
+
 /// One client connection: read its first head, then the WebSocket fast path or pingora.
 async fn serve(
-    proxy: Arc<Proxy>,
-    http: Arc<HttpProxy>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shutdown: ShutdownWatch,
+    (proxy, http, config, shutdown): Listening<'_>,
+    mut stream: impl Transport,
+    arrival: inbound::Arrival,
 ) {
-    let config = proxy.config.load_full();
-    let Some(opened) = inbound::open(&proxy, &config, &mut stream, peer).await else {
+    let Some(opened) = inbound::open(proxy, config, &mut stream, arrival).await else {
         return;
     };
     let inbound::Opened {
@@ -165,8 +276,10 @@ async fn serve(
         request,
     } = opened;
     if request.websocket && config.websocket_fast_path {
-        tunnel::serve(&proxy, &config, stream, head, &client).await
+        tunnel::serve(proxy, config, stream, head, &client).await
     } else {
-        http::hand_over(&http, stream, head, &client, &shutdown).await
+        // Boxed for the same reason: pingora's session is large, and an idle WebSocket on the
+        // fast path should not carry room for it.
+        Box::pin(http::hand_over(http, stream, head, &client, shutdown)).await
     }
 }

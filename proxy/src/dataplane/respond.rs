@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Most time spent writing one of these answers (or an admin answer) to a slow client.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Writes a complete response and flushes it; errors are ignored (the client may be gone).
 pub async fn simple(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     status: u16,
     reason: &str,
     extra_headers: &[(&str, String)],

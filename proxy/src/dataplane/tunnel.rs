@@ -24,6 +24,7 @@ use super::connections::Cause;
 use super::frames::Frames;
 use super::head::{Head, rewrite};
 use super::relay::{End, Relay};
+use super::transport::Transport;
 use super::{Proxy, respond};
 use crate::config::{Config, SendProxyProtocol};
 use connect::NoBackend;
@@ -31,10 +32,10 @@ pub(crate) use connect::is_out_of_descriptors;
 use handshake::Answer;
 
 /// Serves one WebSocket upgrade request whose head has been read.
-pub async fn serve(
+pub async fn serve<C: Transport>(
     proxy: &Proxy,
     config: &Config,
-    mut client: TcpStream,
+    mut client: C,
     request: Head,
     who: &Client,
 ) {
@@ -44,7 +45,7 @@ pub async fn serve(
             return;
         };
         tracing::Span::current().record("backend", reservation.backend().label());
-        let sent = upstream_head(config, &request, who, &client);
+        let sent = upstream_head(config, &request, who, client.socket());
         let ends = (client, backend);
         upgrade(proxy, config, ends, reservation, &sent, request).await;
     }
@@ -71,13 +72,13 @@ fn upstream_head(config: &Config, request: &Head, who: &Client, socket: &TcpStre
 async fn route(
     proxy: &Proxy,
     config: &Config,
-    client: &mut TcpStream,
+    client: &mut impl Transport,
 ) -> Option<(Reservation, TcpStream)> {
     let queued = tokio::time::Instant::now();
     let reserved = tokio::select! {
         biased;
         r = proxy.table.reserve(config.queue_policy(), &[]) => r,
-        () = left(client) => {
+        () = left(client.socket()) => {
             debug!("the client left while its upgrade waited for a slot");
             proxy.metrics.bad_requests.with_label_values(&["left_in_queue"]).inc();
             return None;
@@ -106,7 +107,9 @@ async fn route(
 }
 
 /// Resolves when the client closes or fails. Bytes from it (a client should send none before
-/// the `101`) end the watch without being read: then it waits like any other.
+/// the `101`) end the watch without being read: then it waits like any other. Over TLS the
+/// socket underneath is watched, so a client that leaves with a `close_notify` before its FIN
+/// has sent bytes and waits out the queue; one that just closes is seen at once.
 async fn left(client: &TcpStream) {
     let mut probe = [0u8; 1];
     if let Ok(1..) = client.peek(&mut probe).await {
@@ -117,10 +120,10 @@ async fn left(client: &TcpStream) {
 /// The handshake through the connected backend, then, on its `101`, the relay. The
 /// reservation is promoted on the `101`; on any other answer it is given back before the
 /// client is answered, and otherwise when this returns.
-async fn upgrade(
+async fn upgrade<C: Transport>(
     proxy: &Proxy,
     config: &Config,
-    (mut client, mut backend): (TcpStream, TcpStream),
+    (mut client, mut backend): (C, TcpStream),
     mut reservation: Reservation,
     sent: &[u8],
     request: Head,
@@ -181,7 +184,7 @@ async fn upgrade(
 async fn reject<T>(
     proxy: &Proxy,
     config: &Config,
-    client: &mut TcpStream,
+    client: &mut impl Transport,
     why: Rejected,
 ) -> Option<T> {
     debug!(reason = why.metric_label(), "upgrade refused");
@@ -193,7 +196,7 @@ async fn reject<T>(
 async fn refuse<T>(
     proxy: &Proxy,
     config: &Config,
-    client: &mut TcpStream,
+    client: &mut impl Transport,
     reason: &str,
     body: &str,
 ) -> Option<T> {

@@ -27,31 +27,9 @@ use crate::discovery::{Condition, Endpoint};
 /// Syncs in a row a leaving replica must hold nothing before it stops (its last grants and
 /// acknowledgements get through).
 const LEFT_AFTER: u32 = 5;
-/// Weight of the newest second in the smoothed arrival rate.
-const ARRIVALS_ALPHA: f64 = 0.3;
 
 /// The sync loop as a pingora background service.
 pub struct Service(pub Arc<Peers>);
-
-/// The smoothed arrival rate: upgrades routed or refused per second.
-struct Arrivals {
-    last: Option<(Instant, u64)>,
-    rate: f64,
-}
-
-impl Arrivals {
-    fn update(&mut self, now: Instant, total: u64) -> u32 {
-        if let Some((then, before)) = self.last {
-            let dt = now.saturating_duration_since(then).as_secs_f64();
-            if dt > 0.0 {
-                let rate = total.saturating_sub(before) as f64 / dt;
-                self.rate += ARRIVALS_ALPHA * (rate - self.rate);
-            }
-        }
-        self.last = Some((now, total));
-        self.rate.round() as u32
-    }
-}
 
 #[async_trait]
 impl BackgroundService for Service {
@@ -60,10 +38,6 @@ impl BackgroundService for Service {
         let mut ticks = tokio::time::interval(peers.config.sync_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let in_flight: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
-        let mut arrivals = Arrivals {
-            last: None,
-            rate: 0.0,
-        };
         let mut leaving: Option<(tokio::time::Instant, u32)> = None;
         info!(
             member = format!("{:016x}", peers.me()),
@@ -79,7 +53,7 @@ impl BackgroundService for Service {
                 }
             }
             let now = tokio::time::Instant::now().into_std();
-            let demand = peers.demand(&mut arrivals, now);
+            let demand = peers.demand();
             let (body, contacts) = peers.step(now, demand);
             for address in contacts {
                 peers.push(address, Arc::clone(&body), &in_flight);
@@ -100,14 +74,13 @@ impl BackgroundService for Service {
 
 impl Peers {
     /// This replica's demand and role now.
-    fn demand(&self, arrivals: &mut Arrivals, now: Instant) -> Local {
+    fn demand(&self) -> Local {
         let m = &self.proxy.metrics;
         let refused = m.rejected_total();
-        let attempts = crate::metrics::counter_total(&m.upgrades) + refused;
         Local {
             queued: u32::try_from(self.proxy.table.slots().waiting()).unwrap_or(u32::MAX),
             refused_total: refused,
-            arrivals: arrivals.update(now, attempts),
+            attempts_total: crate::metrics::counter_total(&m.upgrades) + refused,
             leader: self.role.leader(),
             has_source: self.role.has_source,
         }

@@ -161,7 +161,16 @@ impl ShutdownSignalWatch for Shutdown {
 }
 
 impl App {
-    fn into_server(self, requests: Requests) -> (Server, Shutdown, Handles, [SocketAddr; 2]) {
+    fn into_server(
+        self,
+        requests: Requests,
+    ) -> (
+        Server,
+        Shutdown,
+        Handles,
+        [SocketAddr; 2],
+        Option<SocketAddr>,
+    ) {
         let mut server = Server::new_with_opt_and_conf(None, self.conf);
         server.bootstrap();
         let components = Components::new();
@@ -183,7 +192,7 @@ impl App {
             components,
         };
         let addrs = [self.traffic_addr, self.admin_addr];
-        (server, shutdown, self.handles, addrs)
+        (server, shutdown, self.handles, addrs, self.tls_addr)
     }
 
     /// Runs until SIGTERM or SIGQUIT (drain, then stop) or SIGINT (stop now).
@@ -196,13 +205,15 @@ impl App {
     pub fn spawn(self) -> Running {
         let (tx, rx) = mpsc::unbounded_channel();
         let requests = Requests::Channel(tokio::sync::Mutex::new(rx));
-        let (server, shutdown, handles, [traffic_addr, admin_addr]) = self.into_server(requests);
+        let (server, shutdown, handles, [traffic_addr, admin_addr], tls_addr) =
+            self.into_server(requests);
         let thread = std::thread::Builder::new()
             .name("tidegate-server".into())
             .spawn(move || server.run(shutdown.into_args()))
             .unwrap_or_else(|e| panic!("cannot start the server thread: {e}"));
         Running {
             traffic_addr,
+            tls_addr,
             admin_addr,
             handles,
             stop: tx,
@@ -215,6 +226,8 @@ impl App {
 pub struct Running {
     /// Where client traffic is accepted.
     pub traffic_addr: SocketAddr,
+    /// Where TLS is served, if anywhere (see [`App::tls_addr`]).
+    pub tls_addr: Option<SocketAddr>,
     /// Where the admin endpoints are served.
     pub admin_addr: SocketAddr,
     /// The shared pieces: table, catalog, scaler status, pool, …

@@ -76,3 +76,78 @@ fn every_subcommand_help_states_defaults() {
     let (_, out, _) = tidegate(&["echo-backend", "--help"]);
     assert!(out.contains("default: 127.0.0.1:9001"), "{out}");
 }
+
+#[test]
+fn check_config_reads_the_tls_pairs_and_names_the_wrong_file() {
+    let ca = crate::support::tls::TestCa::new();
+    let (good, other) = (ca.leaf(&["a.test"]), ca.leaf(&["b.test"]));
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (cert, key, other_key) = (
+        write("tls.crt", &good.chain_pem),
+        write("tls.key", &good.key_pem),
+        write("other.key", &other.key_pem),
+    );
+    let config = |key: &str, hosts: &str| {
+        write(
+            "c.yaml",
+            &format!(
+                "tls:\n  cert_file: {cert}\n  key_file: {key}\n  certificates:\n    - {{hosts: [{hosts}], cert_file: {cert}, key_file: {key}}}\n"
+            ),
+        )
+    };
+    let (code, out, err) = tidegate(&["check-config", &config(&key, "a.test")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("tls certificate `default`") && out.contains("expires"),
+        "{out}"
+    );
+    assert!(out.contains("tls certificate `a.test`"), "{out}");
+
+    let (code, _, err) = tidegate(&["check-config", &config(&other_key, "a.test")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("other.key") && err.contains("does not belong"),
+        "{err}"
+    );
+
+    let (code, _, err) = tidegate(&["check-config", &config(&key, "c.test")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("`c.test`") || err.contains("does not cover c.test"),
+        "{err}"
+    );
+
+    std::fs::remove_file(&cert).unwrap();
+    let (code, _, err) = tidegate(&["check-config", &config(&key, "a.test")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tls.crt") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_tls_overlay_config_is_valid_and_reads_the_mounted_secret() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/overlays/tls");
+    let text = std::fs::read_to_string(dir.join("configmap-patch.yaml")).unwrap();
+    let cm: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let config = cm["data"]["config.yaml"].as_str().unwrap();
+    let c =
+        tidegate_proxy::config::parse(config, "deploy/overlays/tls/configmap-patch.yaml").unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.listen.map(|a| a.port()), Some(8443));
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap();
+    for file in [&tls.cert_file, &tls.key_file] {
+        let mount = file.parent().unwrap().display().to_string();
+        assert!(
+            kustomization.contains(&format!("mountPath: {mount}")),
+            "{mount} is not mounted"
+        );
+    }
+    assert!(kustomization.contains("containerPort: 8443"));
+}

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use crate::support::frames::{self, close_of};
 use crate::support::*;
 
 /// `tidegate proxy --config FILE` as a child process; its addresses come from its JSON start-up
@@ -103,20 +103,6 @@ async fn status(addr: SocketAddr, path: &str) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-/// Reads until the proxy's close frame; answers it (tungstenite does) and reads on to the end.
-/// Returns the close code and when it arrived.
-async fn close_of(mut ws: Ws) -> (Option<CloseCode>, Instant) {
-    let mut closed = None;
-    while let Ok(Some(msg)) = tokio::time::timeout(DEADLINE, ws.next()).await {
-        match msg {
-            Ok(Message::Close(frame)) => closed = Some((frame.map(|f| f.code), Instant::now())),
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    closed.expect("a close frame")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,39 +202,11 @@ async fn sigterm_closes_every_websocket_with_1001_spread_over_half_the_grace_and
     );
 }
 
-/// A WebSocket opened with a raw socket: the handshake, then frames written by hand.
+/// A WebSocket opened with a raw socket, for frames written by hand.
 async fn raw_ws(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let request = "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    frames::upgrade(&mut s).await;
     s
-}
-
-/// The first frame from the proxy (unmasked): opcode byte and payload.
-async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).await.unwrap();
-    assert_eq!(h[1] & 0x80, 0, "frames to a client are not masked");
-    let len = match h[1] & 0x7f {
-        126 => usize::from(s.read_u16().await.unwrap()),
-        127 => s.read_u64().await.unwrap() as usize,
-        n => usize::from(n),
-    };
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).await.unwrap();
-    (h[0], payload)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,34 +218,16 @@ async fn a_frame_in_flight_is_finished_before_the_1001_goes_out() {
     let proxy = start_proxy(c);
     let mut client = raw_ws(proxy.traffic_addr).await;
     // A masked binary frame of 64 KiB; the first 1 KiB of its payload now, the rest later.
-    let len = 64 * 1024;
-    let mut frame = vec![0x82, 0x80 | 127];
-    frame.extend_from_slice(&(len as u64).to_be_bytes());
-    frame.extend_from_slice(&[7, 7, 7, 7]);
-    frame.extend(std::iter::repeat_n(0xab, len));
+    let frame = frames::binary_frame(64 * 1024);
     let cut = 14 + 1024;
-    client.write_all(&frame[..cut]).await.unwrap();
-    wait_until("relayed", || async { backend.stats.open() == 1 }).await;
+    frames::write_through(&mut client, &frame[..cut], &backend).await;
 
     proxy.begin_graceful_stop();
     let shared = Arc::clone(&proxy.handles.proxy);
     wait_until("draining", || async { shared.drain.is_draining() }).await;
-    let mut b = [0u8; 1];
-    let early = tokio::time::timeout(Duration::from_millis(500), client.read(&mut b)).await;
-    assert!(
-        early.is_err(),
-        "nothing reaches the client while its frame is unfinished"
-    );
-
-    client.write_all(&frame[cut..]).await.unwrap();
-    let (opcode, payload) = read_frame(&mut client).await;
-    assert_eq!(opcode, 0x88, "the next frame is the close");
-    assert_eq!(payload[..2], 1001u16.to_be_bytes());
-    let mut answer = vec![0x88, 0x82, 1, 2, 3, 4];
-    answer.extend([0x03 ^ 1, 0xe9 ^ 2]);
-    client.write_all(&answer).await.unwrap();
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(DEADLINE, client.read_to_end(&mut rest)).await;
+    let rest = frames::close_after_frame(&mut client, &frame[cut..])
+        .await
+        .unwrap_or_default();
     assert!(
         rest.is_empty(),
         "the echo of the big frame came after the close: dropped"

@@ -9,6 +9,7 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod cores;
 mod drain;
 mod forwarded;
 mod fuzz;
@@ -21,5 +22,7 @@ mod relay;
 mod reload;
 mod routing;
 mod smuggling;
+mod tls;
+mod tls_forwarding;
 mod upgrades;
 mod websocket;

@@ -267,7 +267,7 @@ async fn hostile_pushes_get_a_clear_answer_and_a_count_and_change_nothing() {
     // Announces 100 bytes, sends 10, then nothing: dropped after the header timeout.
     let slow = raw(
         proxy.admin_addr,
-        &post("Content-Length: 100\r\n", b"TGP1......"),
+        &post("Content-Length: 100\r\n", b"TGP2......"),
     )
     .await;
     assert!(slow.is_empty(), "closed without an answer: {slow}");

@@ -127,18 +127,17 @@ async fn the_counters_of_a_backend_that_left_the_table_leave_the_scrape() {
     };
     let mut volume = ConfigMapDir::new(&two(stays.addr, &format!(", {}, {dead}", leaves.addr)));
     let proxy = volume.spawn_watching();
-    // Upgrades and plain requests to every backend (the dead one is tried, fails, is ejected).
-    for _ in 0..4 {
-        drop(ws(&proxy).await);
-        get(proxy.traffic_addr, "/healthz").await;
-    }
     let series_of = |m: &str, b: std::net::SocketAddr| {
         m.lines()
             .filter(|l| !l.starts_with('#') && l.contains(&format!("backend=\"{b}\"")))
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
+    // Upgrades and plain requests until every backend has been picked (ties go at random; the
+    // dead one is tried, fails, is ejected).
     wait_until("counter series for all three", || async {
+        drop(ws(&proxy).await);
+        get(proxy.traffic_addr, "/healthz").await;
         let m = metrics(&proxy).await;
         let counters = |b| {
             series_of(&m, b)
@@ -146,7 +145,10 @@ async fn the_counters_of_a_backend_that_left_the_table_leave_the_scrape() {
                 .filter(|l| l.contains("_total"))
                 .count()
         };
-        counters(stays.addr) > 0 && counters(leaves.addr) > 0 && counters(dead) > 0
+        let upgraded = series_of(&m, stays.addr)
+            .iter()
+            .any(|l| l.starts_with("tidegate_upgrades_total"));
+        upgraded && counters(leaves.addr) > 0 && counters(dead) > 0
     })
     .await;
 

@@ -300,25 +300,11 @@ async fn a_client_that_leaves_the_queue_takes_no_slot_and_makes_no_handshake() {
         c.websocket_fast_path = fast_path;
         let proxy = start_proxy(c);
         let first = ws(&proxy).await;
-        let mut leaving = tokio::net::TcpStream::connect(proxy.traffic_addr)
+        let leaving = tokio::net::TcpStream::connect(proxy.traffic_addr)
             .await
             .unwrap();
-        let request = upgrade_request("Connection: Upgrade\r\n");
-        tokio::io::AsyncWriteExt::write_all(&mut leaving, request.as_bytes())
-            .await
-            .unwrap();
-        wait_until("the second upgrade is queued", || async {
-            state(&proxy).await["totals"]["waiting"] == 1
-        })
-        .await;
-        drop(leaving);
-        wait_until("the departed client leaves the queue", || async {
-            state(&proxy).await["totals"]["waiting"] == 0
-        })
-        .await;
-        let m = metrics(&proxy).await;
-        let left = sample(&m, "tidegate_bad_requests_total{reason=\"left_in_queue\"}");
-        assert_eq!(left, Some(1.0), "fast path {fast_path}");
+        let left = leave_queue(&proxy, leaving).await;
+        assert_eq!(left, 1.0, "fast path {fast_path}");
         // The freed slot goes to the next client that is there, not to the one that left.
         drop(first);
         let mut third = ws(&proxy).await;
@@ -329,5 +315,32 @@ async fn a_client_that_leaves_the_queue_takes_no_slot_and_makes_no_handshake() {
             "fast path {fast_path}: no handshake for the client that left"
         );
         assert_eq!(state(&proxy).await["totals"]["live"], 1);
+    }
+}
+
+/// pingora's path with two workers: every upgrade's first message is echoed. pingora-proxy 0.9.1
+/// could take the empty request body's end after the 101 and cut the tunnel right after it (a
+/// reset on the first message, about one run in two of this test); see vendor/pingora-proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_first_message_is_echoed_on_pingoras_path_with_two_workers() {
+    let backend = Backend::start().await;
+    let mut c = config(&[backend.addr], 100);
+    c.websocket_fast_path = false;
+    c.threads = 2;
+    let proxy = std::sync::Arc::new(start_proxy(c));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let proxy = std::sync::Arc::clone(&proxy);
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let mut ws = ws(&proxy).await;
+                    echo_once(&mut ws, "first").await;
+                    ws.close(None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
     }
 }

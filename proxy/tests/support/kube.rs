@@ -40,6 +40,7 @@ pub fn source(context: &str) -> KubeClientConfig {
 }
 
 pub async fn client(context: &str) -> Client {
+    tidegate_proxy::tls::install_provider();
     let file = Kubeconfig::read_from(kubeconfig()).unwrap();
     let options = KubeConfigOptions {
         context: Some(context.to_owned()),
@@ -153,11 +154,23 @@ pub fn slice(
     pod: &str,
     c: Conditions,
 ) -> EndpointSlice {
+    named_port_slice(service, name, addr, pod, c, "ws")
+}
+
+/// An EndpointSlice of Service `service` with one endpoint `addr` on the port named `port`.
+pub fn named_port_slice(
+    service: &str,
+    name: &str,
+    addr: SocketAddr,
+    pod: &str,
+    c: Conditions,
+    port: &str,
+) -> EndpointSlice {
     serde_json::from_value(json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": name, "labels": {"kubernetes.io/service-name": service}},
         "addressType": "IPv4",
-        "ports": [{"name": "ws", "port": addr.port(), "protocol": "TCP"}],
+        "ports": [{"name": port, "port": addr.port(), "protocol": "TCP"}],
         "endpoints": [{
             "addresses": [addr.ip().to_string()],
             "conditions": {"ready": c.ready, "serving": c.serving, "terminating": c.terminating},
@@ -195,6 +208,8 @@ pub struct Running {
     pub handles: Handles,
     /// Where the traffic listener accepts (when the `traffic` component runs).
     pub traffic_addr: SocketAddr,
+    /// Its admin listener (serving only if the `admin` component runs).
+    pub admin_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -206,10 +221,10 @@ impl Running {
             config.backends.kubernetes.is_some(),
             "backends.kubernetes is set"
         );
-        let app = App::build(config).unwrap();
+        let mut app = App::build(config).unwrap();
+        let components = std::mem::take(&mut app.components);
         let (stop, rx) = watch::channel(false);
-        let tasks = app
-            .components
+        let tasks = components
             .into_iter()
             .filter(|c| only.is_empty() || only.contains(&c.name))
             .map(|c| {
@@ -220,6 +235,7 @@ impl Running {
         Running {
             handles: app.handles,
             traffic_addr: app.traffic_addr,
+            admin_addr: app.admin_addr,
             stop,
             tasks,
         }
@@ -266,6 +282,95 @@ impl Drop for Running {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// A copy of the test kubeconfig whose server is `via` instead (a [`Blackhole`] in front of
+/// the apiserver); returns its path, kept in `dir`.
+pub fn kubeconfig_via(dir: &std::path::Path, via: SocketAddr) -> PathBuf {
+    let mut k = Kubeconfig::read_from(kubeconfig()).unwrap();
+    for c in &mut k.clusters {
+        if let Some(cluster) = c.cluster.as_mut() {
+            cluster.server = Some(format!("https://{via}"));
+        }
+    }
+    let path = dir.join("kubeconfig-via");
+    std::fs::write(&path, serde_json::to_vec(&k).unwrap()).unwrap();
+    path
+}
+
+/// The apiserver's address, from the test kubeconfig.
+pub fn apiserver() -> SocketAddr {
+    let k = Kubeconfig::read_from(kubeconfig()).unwrap();
+    let server = k.clusters[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .server
+        .clone()
+        .unwrap();
+    server.trim_start_matches("https://").parse().unwrap()
+}
+
+/// A TCP relay on 127.0.0.1 in front of `upstream` that can be frozen: while frozen nothing
+/// crosses it either way and nothing is closed — a network that stops answering, as the one
+/// under a hanging API call.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    frozen: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Blackhole {
+    pub async fn start(upstream: SocketAddr) -> Blackhole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frozen, _) = watch::channel(false);
+        let gate = frozen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(relay(cr, sw, gate.subscribe()));
+                tokio::spawn(relay(sr, cw, gate.subscribe()));
+            }
+        });
+        Blackhole { addr, frozen, task }
+    }
+
+    pub fn freeze(&self, on: bool) {
+        self.frozen.send_replace(on);
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding every read back while frozen.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }

@@ -20,6 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod edge_process;
+pub mod frames;
+pub mod tls;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -178,6 +180,24 @@ pub async fn get(addr: SocketAddr, path: &str) -> String {
 
 pub fn body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Sends an upgrade on `client`, waits until it is queued, closes `client` (drops it), and
+/// waits until the proxy has seen it leave the queue; returns `left_in_queue` then.
+pub async fn leave_queue<S: tokio::io::AsyncWrite + Unpin>(proxy: &Running, mut client: S) -> f64 {
+    let request = upgrade_request("Connection: Upgrade\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+    wait_until("the upgrade is queued", || async {
+        state(proxy).await["totals"]["waiting"] == 1
+    })
+    .await;
+    drop(client);
+    wait_until("the departed client leaves the queue", || async {
+        state(proxy).await["totals"]["waiting"] == 0
+    })
+    .await;
+    let m = metrics(proxy).await;
+    sample(&m, "tidegate_bad_requests_total{reason=\"left_in_queue\"}").unwrap_or(0.0)
 }
 
 pub async fn state(proxy: &Running) -> Value {

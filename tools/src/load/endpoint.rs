@@ -1,7 +1,9 @@
-//! Where the load goes: a `ws://IP:PORT/path` URL, and how to open and close one WebSocket
-//! there. Names are not resolved (`localhost` aside): a load generator should not measure DNS.
+//! Where the load goes: a `ws://IP:PORT/path` or `wss://IP:PORT/path` URL, and how to open and
+//! close one WebSocket there. Names are not resolved (`localhost` aside): a load generator
+//! should not measure DNS. `wss://` needs the CA to trust ([`Endpoint::with_tls`]).
 
 use super::Error;
+use super::secure::{Conn, Tls};
 use futures_util::StreamExt;
 use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpStream;
@@ -11,17 +13,20 @@ use tokio_tungstenite::{
 };
 
 /// An open client WebSocket.
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<Conn>;
 
 /// A WebSocket URL on an IP address, parsed once.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     addr: SocketAddr,
     url: String,
+    /// `wss://`.
+    secure: bool,
+    tls: Option<Tls>,
 }
 
 impl Endpoint {
-    /// Parses `ws://IP:PORT/path` (or `ws://localhost:PORT/path`; no other names, no TLS).
+    /// Parses `ws://IP:PORT/path` or `wss://…` (or `localhost` for the IP; no other names).
     ///
     /// ```
     /// use tidegate_tools::load::endpoint::Endpoint;
@@ -30,6 +35,7 @@ impl Endpoint {
     /// assert!(e.is_loopback());
     /// assert!(!Endpoint::parse("ws://10.0.0.1:9000/").unwrap().is_loopback());
     /// assert!(Endpoint::parse("ws://localhost:9000").unwrap().is_loopback());
+    /// assert!(Endpoint::parse("wss://127.0.0.1:8443/").unwrap().is_secure());
     /// assert!(Endpoint::parse("http://127.0.0.1:9000/").is_err());
     /// assert!(Endpoint::parse("ws://example.com:80/").is_err());
     /// ```
@@ -38,9 +44,11 @@ impl Endpoint {
             url: url.to_owned(),
             reason,
         };
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| bad("scheme must be ws://"))?;
+        let (secure, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad("scheme must be ws:// or wss://")),
+        };
         let authority = rest.split('/').next().unwrap_or_default();
         let authority = match authority.strip_prefix("localhost:") {
             Some(port) => format!("127.0.0.1:{port}"),
@@ -52,7 +60,23 @@ impl Endpoint {
         } else {
             format!("{url}/")
         };
-        Ok(Self { addr, url })
+        Ok(Self {
+            addr,
+            url,
+            secure,
+            tls: None,
+        })
+    }
+
+    /// Speaks TLS with `tls` (needed for a `wss://` URL before connecting).
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether the URL is `wss://`.
+    pub fn is_secure(&self) -> bool {
+        self.secure
     }
 
     /// Whether the target is on this machine's loopback interface.
@@ -70,7 +94,8 @@ impl Endpoint {
         self.addr
     }
 
-    /// Opens one WebSocket (TCP with `TCP_NODELAY`, then the HTTP/1.1 upgrade).
+    /// Opens one WebSocket (TCP with `TCP_NODELAY`, TLS for `wss://`, then the HTTP/1.1
+    /// upgrade).
     pub async fn connect(&self, config: WebSocketConfig) -> Result<Ws, Error> {
         let addr = self.addr;
         let tcp = TcpStream::connect(addr)
@@ -78,7 +103,23 @@ impl Endpoint {
             .map_err(|source| Error::Connect { addr, source })?;
         tcp.set_nodelay(true)
             .map_err(|source| Error::Connect { addr, source })?;
-        let (ws, _response) = client_async_with_config(self.url.as_str(), tcp, Some(config))
+        let conn = match (&self.tls, self.secure) {
+            (_, false) => Conn::Plain(tcp),
+            (Some(tls), true) => {
+                let stream = tls
+                    .connect(tcp)
+                    .await
+                    .map_err(|source| Error::TlsHandshake { addr, source })?;
+                Conn::Tls(Box::new(stream))
+            }
+            (None, true) => {
+                return Err(Error::Tls {
+                    what: self.url.clone(),
+                    reason: "a wss:// URL needs a CA to trust (--ca FILE)".into(),
+                });
+            }
+        };
+        let (ws, _response) = client_async_with_config(self.url.as_str(), conn, Some(config))
             .await
             .map_err(|source| Error::Handshake { addr, source })?;
         Ok(ws)

@@ -6,7 +6,7 @@ use tokio_tungstenite::tungstenite;
 /// Everything that can stop a load run or a report.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The URL is not a `ws://IP:PORT/` URL.
+    /// The URL is not a `ws://IP:PORT/` or `wss://IP:PORT/` URL.
     #[error("invalid URL {url:?}: {reason} (expected e.g. ws://127.0.0.1:8080/)")]
     Url {
         /// The URL as given.
@@ -20,6 +20,23 @@ pub enum Error {
         /// The target address.
         addr: SocketAddr,
         /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// TLS could not be set up (the CA file, the server name).
+    #[error("TLS: {what}: {reason}")]
+    Tls {
+        /// The file or name at fault.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {addr}: {source}")]
+    TlsHandshake {
+        /// The target address.
+        addr: SocketAddr,
+        /// The handshake error.
         #[source]
         source: io::Error,
     },

@@ -1,17 +1,20 @@
 //! Proxy CPU per WebSocket upgrade: `concurrency` workers loop open → clean close until the
-//! duration or the count cap is reached, and the proxy's CPU time over the run is divided by
-//! the upgrades completed.
+//! duration or the count cap is reached (or, with [`run_until`], a stop signal), and the proxy's
+//! CPU time over the run is divided by the upgrades completed. Each open (TCP connect to 101)
+//! is also timed.
 
 use super::{
     CLOSE_LIMIT, Error,
     endpoint::{self, Endpoint},
-    procstat,
+    latency, procstat,
 };
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::{
+    future::Future,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -47,6 +50,15 @@ pub struct Report {
     pub proxy_cpu_s: Option<f64>,
     /// Proxy CPU milliseconds per 1,000 upgrades; `null` without `--pid`.
     pub cpu_ms_per_1k: Option<f64>,
+    /// Median open (TCP connect to 101), milliseconds.
+    #[serde(default)]
+    pub open_p50_ms: f64,
+    /// 99th percentile open, milliseconds.
+    #[serde(default)]
+    pub open_p99_ms: f64,
+    /// Slowest open, milliseconds.
+    #[serde(default)]
+    pub open_max_ms: f64,
 }
 
 #[derive(Default)]
@@ -54,32 +66,49 @@ struct Counters {
     started: AtomicU64,
     ok: AtomicU64,
     errors: AtomicU64,
+    stop: AtomicBool,
 }
 
 /// Runs the loop and reports.
 pub async fn run(target: &Endpoint, config: &Config) -> Result<Report, Error> {
+    run_until(target, config, std::future::pending()).await
+}
+
+/// Runs the loop until its duration or count cap, or until `stop` completes, whichever is
+/// first; then lets the handshakes in flight finish and reports.
+pub async fn run_until(
+    target: &Endpoint,
+    config: &Config,
+    stop: impl Future<Output = ()>,
+) -> Result<Report, Error> {
     let counters = Arc::new(Counters::default());
+    let times = Arc::new(Mutex::new(latency::new_histogram()));
     let started = Instant::now();
     let deadline = started + config.duration;
     let work = async {
         let workers: Vec<_> = (0..config.concurrency.max(1))
             .map(|_| {
-                tokio::spawn(worker(
-                    target.clone(),
-                    deadline,
-                    config.max,
-                    counters.clone(),
-                ))
+                let (c, t) = (Arc::clone(&counters), Arc::clone(&times));
+                tokio::spawn(worker(target.clone(), deadline, config.max, c, t))
             })
             .collect();
-        for w in workers {
-            let _ = w.await;
+        tokio::pin!(stop);
+        let all = futures_util::future::join_all(workers);
+        tokio::pin!(all);
+        tokio::select! {
+            _ = &mut all => {}
+            () = &mut stop => {
+                counters.stop.store(true, Ordering::Release);
+                all.await;
+            }
         }
         Ok(())
     };
     let ((), cpu) = procstat::cpu_during(config.pid, work).await?;
     let elapsed_s = started.elapsed().as_secs_f64();
     let handshakes = counters.ok.load(Ordering::Relaxed);
+    let t = times.lock().unwrap_or_else(|p| p.into_inner());
+    let ms = |ns: u64| ns as f64 / 1e6;
     Ok(Report {
         handshakes,
         errors: counters.errors.load(Ordering::Relaxed),
@@ -87,15 +116,32 @@ pub async fn run(target: &Endpoint, config: &Config) -> Result<Report, Error> {
         per_s: handshakes as f64 / elapsed_s,
         proxy_cpu_s: cpu,
         cpu_ms_per_1k: cpu.map(|s| s * 1e3 * 1e3 / handshakes.max(1) as f64),
+        open_p50_ms: ms(t.value_at_quantile(0.5)),
+        open_p99_ms: ms(t.value_at_quantile(0.99)),
+        open_max_ms: ms(t.max()),
     })
 }
 
-/// One worker: claims a slot under `max`, opens, closes; stops at the deadline.
-async fn worker(target: Endpoint, deadline: Instant, max: u64, counters: Arc<Counters>) {
+/// One worker: claims a slot under `max`, opens, closes; stops at the deadline or when told.
+async fn worker(
+    target: Endpoint,
+    deadline: Instant,
+    max: u64,
+    counters: Arc<Counters>,
+    times: Arc<Mutex<Histogram<u64>>>,
+) {
     let mut consecutive_errors = 0;
-    while Instant::now() < deadline && counters.started.fetch_add(1, Ordering::Relaxed) < max {
+    while Instant::now() < deadline
+        && !counters.stop.load(Ordering::Acquire)
+        && counters.started.fetch_add(1, Ordering::Relaxed) < max
+    {
         match once(&target).await {
-            Ok(()) => {
+            Ok(opened) => {
+                let ns = (opened.as_nanos() as u64).clamp(1, latency::MAX_NS);
+                times
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .saturating_record(ns);
                 counters.ok.fetch_add(1, Ordering::Relaxed);
                 consecutive_errors = 0;
             }
@@ -113,7 +159,11 @@ async fn worker(target: Endpoint, deadline: Instant, max: u64, counters: Arc<Cou
     }
 }
 
-async fn once(target: &Endpoint) -> Result<(), Error> {
+/// One open and clean close; returns how long the open took.
+async fn once(target: &Endpoint) -> Result<Duration, Error> {
+    let start = Instant::now();
     let ws = target.connect(endpoint::small_config()).await?;
-    endpoint::close(ws, CLOSE_LIMIT).await
+    let opened = start.elapsed();
+    endpoint::close(ws, CLOSE_LIMIT).await?;
+    Ok(opened)
 }

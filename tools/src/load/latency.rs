@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long to wait for echoes still in flight after sending stops.
 const DRAIN: Duration = Duration::from_secs(2);
 /// The largest latency recorded (longer ones are clamped), in nanoseconds.
-const MAX_NS: u64 = 60_000_000_000;
+pub(super) const MAX_NS: u64 = 60_000_000_000;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -183,25 +183,31 @@ async fn paced(mut ws: Ws, at: Schedule, size: usize) -> Result<(Ws, Tally), Err
     Ok((ws, tally))
 }
 
-/// A message of `size` bytes whose first 8 hold nanoseconds since `base`.
-fn stamped(base: Instant, size: usize) -> Bytes {
+/// A message of `size` bytes (at least 8) whose first 8 hold nanoseconds since `base`.
+pub(super) fn stamped(base: Instant, size: usize) -> Bytes {
     let mut payload = vec![0u8; size];
     payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
     payload.into()
 }
 
 fn record(tally: &mut Tally, base: Instant, data: &[u8]) -> Result<(), Error> {
+    tally.hist.saturating_record(round_trip_ns(base, data)?);
+    tally.received += 1;
+    Ok(())
+}
+
+/// The round trip of an echoed [`stamped`] message, in nanoseconds (1 to [`MAX_NS`]).
+pub(super) fn round_trip_ns(base: Instant, data: &[u8]) -> Result<u64, Error> {
     let stamp: [u8; 8] = data
         .get(..8)
         .and_then(|s| s.try_into().ok())
         .ok_or(Error::Protocol("echo shorter than 8 bytes"))?;
     let rtt = (base.elapsed().as_nanos() as u64).saturating_sub(u64::from_le_bytes(stamp));
-    tally.hist.saturating_record(rtt.clamp(1, MAX_NS));
-    tally.received += 1;
-    Ok(())
+    Ok(rtt.clamp(1, MAX_NS))
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// An empty histogram of round trips in nanoseconds, 3 significant digits.
+pub(super) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NS, 3)
         .expect("constant bounds 1..MAX_NS with 3 digits are valid")
 }

@@ -2,17 +2,19 @@
 //! and the same on every member, computed from the same reports.
 //!
 //! For each backend, the free slots (cap − everything occupied) are split between the members
-//! by weight, `1 + mean arrival rate + the member's own arrival rate + its queue`: half evenly
-//! and half toward the arrivals when the cluster is busy, evenly when it is idle, so an edge
-//! that suddenly gets traffic always has some room. A member's target is what it occupies plus
-//! its part of the free slots; a leaving member's is what it occupies. Members above target by
+//! by weight ([`rates::weight`]): `1 + mean arrival rate + the member's own + its unmet
+//! demand` — half evenly and half toward the arrivals when the cluster is busy, evenly when it
+//! is idle, so an edge that suddenly gets traffic always has some room, and first to the edges
+//! that queue or refuse. The rates are the ones each member smoothed itself and reported
+//! (rounded), this node's own included, so every member derives the same weights. A member's
+//! target is what it occupies plus its part of the free slots; a leaving member's is what it occupies. Members above target by
 //! at least a threshold give the excess to those below, in one matching every member computes
 //! alike (holders and recipients in id order), so two holders do not both fill the same gap.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::{Local, Node, Out, Slots};
+use super::{Local, Node, Out, Slots, rates};
 use crate::share::MemberId;
 
 /// One member's figures for one backend.
@@ -82,7 +84,7 @@ impl Node {
         let weight = if self.leaving {
             0.0
         } else {
-            1.0 + mean + f64::from(self.demand.arrivals) + f64::from(self.demand.queued)
+            rates::weight(self.rates.quantized(), self.demand.queued, mean)
         };
         Holding {
             id: self.me,
@@ -98,10 +100,10 @@ impl Node {
     /// arrival rate over the live members and this node.
     fn peer_holdings(&self) -> (HashMap<SocketAddr, Vec<Holding>>, f64) {
         let mut incoming: HashMap<(MemberId, SocketAddr), u64> = HashMap::new();
-        let mut arrivals = f64::from(self.demand.arrivals);
+        let mut arrivals = f64::from(self.rates.quantized().arrivals);
         let mut members = 1.0;
         for (_, r) in self.live_reports() {
-            arrivals += f64::from(r.arrivals);
+            arrivals += f64::from(r.rates.arrivals);
             members += 1.0;
             for g in &r.grants {
                 if let Some(b) = r.backend(g.backend) {
@@ -120,7 +122,7 @@ impl Node {
             let weight = if r.leaving {
                 0.0
             } else {
-                1.0 + mean + f64::from(r.arrivals) + f64::from(r.queued)
+                rates::weight(r.rates, r.queued, mean)
             };
             for b in &r.backends {
                 holdings.entry(b.address).or_default().push(Holding {
@@ -148,7 +150,7 @@ fn salt(backend: SocketAddr) -> u64 {
 /// What `me` gives to whom of one backend with `cap`, given every member's holding (sorted by
 /// id): the part of one matching of excess holders to members below target.
 fn gives_of(me: MemberId, cap: u64, salt: u64, hs: &[Holding]) -> Vec<(MemberId, u64)> {
-    let threshold = (cap / 100).max(1);
+    let threshold = (cap / 32).max(1);
     let targets = targets(cap, salt, hs);
     let mut deficits: Vec<(MemberId, u64)> = hs
         .iter()
@@ -265,13 +267,14 @@ mod tests {
 
     #[test]
     fn small_excesses_stay_put_on_large_caps() {
-        let hs = [h(1, 0, 505, 1.0), h(2, 0, 495, 1.0)];
+        let hs = [h(1, 0, 520, 1.0), h(2, 0, 480, 1.0)];
+        let none: [(MemberId, u64); 0] = [];
         assert_eq!(
             gives_of(1, 1000, 0, &hs),
-            [],
-            "5 is below the 1 % threshold"
+            none,
+            "20 is below the 1/32 threshold"
         );
-        let hs = [h(1, 0, 520, 1.0), h(2, 0, 480, 1.0)];
-        assert_eq!(gives_of(1, 1000, 0, &hs), [(2, 20)]);
+        let hs = [h(1, 0, 540, 1.0), h(2, 0, 460, 1.0)];
+        assert_eq!(gives_of(1, 1000, 0, &hs), [(2, 40)]);
     }
 }

@@ -106,7 +106,7 @@ pub(super) async fn pass_held(config: &Config, backend: &mut TcpStream, request:
 /// Passes a non-101 answer (and its body, up to its Content-Length or the backend's close) to
 /// the client, then closes both. The reservation is released by the caller's drop.
 pub(super) async fn forward_refusal(
-    mut client: TcpStream,
+    mut client: impl tokio::io::AsyncWrite + Unpin,
     mut backend: TcpStream,
     refusal: Refusal,
     timeout: Duration,
