@@ -66,6 +66,7 @@ impl TidegatePolicy {
             calibration: Calibration::new(
                 ring(cfg.forecast_error_window),
                 cfg.forecast_error_quantile,
+                f64::from(cfg.capacity),
             ),
             peaks: PeakWindow::new(ring(cfg.scale_down_evidence())),
             envelope: PeakWindow::new(ring(cfg.envelope_window)),
@@ -162,7 +163,8 @@ impl TidegatePolicy {
             .max_within(now, self.cfg.envelope_window)
             .unwrap_or(0.0);
         let forecast = self.est.forecast(&self.cfg, self.cfg.horizon());
-        (forecast * (1.0 + self.calibration.margin()))
+        self.calibration
+            .widen(forecast)
             .min(self.est.most(&self.cfg))
             .max(peak)
     }

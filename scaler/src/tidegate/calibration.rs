@@ -1,6 +1,9 @@
 //! How wrong the forecast has recently been: every forecast is checked against the demand seen
 //! when its horizon comes, and an upper quantile of the relative errors of the last window is
-//! the margin a scale-up adds. On a clean ramp the errors are small and so is the margin; on a
+//! the margin a scale-up adds. Errors are taken on demand plus one pod, the same offset the
+//! forecast grows in (`estimate.rs`): a forecast of 1 connection met by 30 is one pod's worth of
+//! error, not 2,900 %, so a ramp from nothing does not leave a margin that multiplies every
+//! later forecast. On a clean ramp the errors are small and so is the margin; on a
 //! noisy load, or a surge the trend keeps under-reading, the margin grows to what the load has
 //! shown it needs — without a constant headroom that would be paid on every load.
 
@@ -12,8 +15,11 @@ use std::time::Duration;
 pub(super) struct Calibration {
     /// Forecasts waiting for their horizon: `(due, forecast)`.
     pending: VecDeque<(Duration, f64)>,
-    /// Relative errors `seen / forecast − 1`, newest last, at most `window` of them.
+    /// Relative errors `(seen + offset) / (forecast + offset) − 1`, newest last, at most
+    /// `window` of them.
     errors: VecDeque<f64>,
+    /// Added to both sides of every error: one pod's capacity.
+    offset: f64,
     window: usize,
     quantile: f64,
     scratch: Vec<f64>,
@@ -21,9 +27,11 @@ pub(super) struct Calibration {
 }
 
 impl Calibration {
-    /// Keeps the errors of the last `window` checks and reads their `quantile` (0–1).
-    pub fn new(window: usize, quantile: f64) -> Self {
+    /// Keeps the errors of the last `window` checks and reads their `quantile` (0–1); errors
+    /// are relative to the forecast plus `offset` connections.
+    pub fn new(window: usize, quantile: f64, offset: f64) -> Self {
         Calibration {
+            offset: offset.max(0.0),
             pending: VecDeque::new(),
             errors: VecDeque::with_capacity(window + 1),
             window: window.max(1),
@@ -33,9 +41,15 @@ impl Calibration {
         }
     }
 
-    /// The margin a scale-up adds to the forecast (fraction, ≥ 0).
+    /// The margin a scale-up adds to the forecast (fraction, ≥ 0, of forecast plus offset).
+    #[cfg(test)]
     pub fn margin(&self) -> f64 {
         self.margin
+    }
+
+    /// `forecast` with the margin added, in the same terms the errors were taken in.
+    pub fn widen(&self, forecast: f64) -> f64 {
+        (forecast + self.offset) * (1.0 + self.margin) - self.offset
     }
 
     /// Records the forecast made at `now` for `now + horizon`, and checks those now due
@@ -54,8 +68,9 @@ impl Calibration {
                 break;
             }
             self.pending.pop_front();
-            if trusted && f > 0.0 {
-                self.errors.push_back(demand / f - 1.0);
+            if trusted && f + self.offset > 0.0 {
+                self.errors
+                    .push_back((demand + self.offset) / (f + self.offset) - 1.0);
                 if self.errors.len() > self.window {
                     self.errors.pop_front();
                 }
@@ -93,7 +108,7 @@ mod tests {
 
     #[test]
     fn the_margin_is_an_upper_quantile_of_recent_errors() {
-        let mut c = Calibration::new(100, 0.9);
+        let mut c = Calibration::new(100, 0.9, 0.0);
         let h = secs(10);
         // A forecast that is 5 % short on a ramp: the margin learns the 5 %.
         for t in 0..200u64 {
@@ -103,7 +118,7 @@ mod tests {
         }
         assert!((c.margin() - 0.05).abs() < 0.01, "{}", c.margin());
         // Over-forecasts give no margin.
-        let mut over = Calibration::new(100, 0.9);
+        let mut over = Calibration::new(100, 0.9, 0.0);
         for t in 0..200u64 {
             over.record(secs(t), h, 1200.0, 1000.0, true);
         }
@@ -111,8 +126,22 @@ mod tests {
     }
 
     #[test]
+    fn a_ramp_from_nothing_leaves_a_margin_of_pods_not_of_multiples() {
+        // Demand rising 20/s from 0, forecasts 10 s ahead that read no growth: short by 200
+        // connections each time, with a pod of 100. Taken on demand alone the first errors
+        // would be 2,000 % and more; on demand plus a pod they are at most 200/100.
+        let mut c = Calibration::new(100, 0.9, 100.0);
+        for t in 0..60u64 {
+            let now = 20.0 * t as f64;
+            c.record(secs(t), secs(10), now, now, true);
+        }
+        assert!(c.margin() > 0.1 && c.margin() <= 2.0, "{}", c.margin());
+        assert!(c.widen(1000.0) < 3.0 * 1000.0, "{}", c.widen(1000.0));
+    }
+
+    #[test]
     fn untrusted_demand_is_not_checked() {
-        let mut c = Calibration::new(100, 0.9);
+        let mut c = Calibration::new(100, 0.9, 0.0);
         for t in 0..50u64 {
             c.record(secs(t), secs(10), 1000.0, 3000.0, t >= 40);
         }
