@@ -217,7 +217,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => {
             // The load lines and the scaler's decisions; the rest at RUST_LOG=info if wanted.
             telemetry::init_with_default(LogFormat::Text, "warn,tidegate_proxy::scaling=info");
-            args.demo().run()
+            args.demo().run().map(|summary| println!("{summary}"))
         }
         Command::Loadgen(args) => loadgen(&args),
         Command::Simulate(args) => tidegate_scaler::sim::cli::run(&args)

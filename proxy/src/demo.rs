@@ -44,6 +44,31 @@ pub struct Demo {
     pub edges: u16,
 }
 
+/// How a demo went, as its load generator saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Most connections open at once.
+    pub peak: u64,
+    /// Upgrades the edge refused (each retry counts).
+    pub refused: u64,
+    /// Open connections cut by anything but the load generator itself.
+    pub dropped: u64,
+    /// Backends at the end.
+    pub backends: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let share = 100.0 * self.refused as f64 / self.peak.max(1) as f64;
+        write!(
+            f,
+            "demo done: peak {} connections open, {} refused ({share:.1}% of peak), {} dropped, \
+             {} backends at the end; all backends stopped",
+            self.peak, self.refused, self.dropped, self.backends
+        )
+    }
+}
+
 /// Most edges the demo runs.
 pub const MAX_EDGES: u16 = 8;
 
@@ -95,14 +120,27 @@ impl Demo {
         Ok(out)
     }
 
-    /// The demo's config (edge 0's): small caps, a boot delay, and scale-down pacing fit for
-    /// minutes, not hours.
+    /// The demo's config (edge 0's): small caps, a boot delay, and the policy's time constants
+    /// scaled to a pass of minutes and backends that boot in seconds (the defaults are for pods
+    /// that boot in 15–120 s): trends over seconds, not minutes, and growth of up to 10 %/s
+    /// believed. The forecast may reach twice the demand: the surge profile grows ×1.8 in one
+    /// horizon (8 %/s for 7.5 s), and anything more is pods that stand by empty.
     pub fn config(&self) -> Config {
+        let secs = Duration::from_secs;
         let policy = TidegatePolicyConfig {
-            surge_hold: Duration::from_secs(10),
-            scale_down_window: Duration::from_secs(20),
-            scale_down_interval: Duration::from_secs(5),
-            storm_window: Duration::from_secs(20),
+            surge_hold: secs(10),
+            scale_down_window: secs(20),
+            scale_down_interval: secs(5),
+            storm_window: secs(20),
+            trend_window: secs(4),
+            trend_long_window: secs(30),
+            envelope_window: secs(10),
+            forecast_error_window: secs(120),
+            serving_window: secs(10),
+            serving_horizon: secs(2),
+            max_growth_rate: 0.1,
+            surge_growth_rate: 0.02,
+            max_forecast_growth: 2.0,
             ..TidegatePolicyConfig::default()
         };
         Config {
@@ -137,8 +175,9 @@ impl Demo {
         }
     }
 
-    /// Runs the demo until its duration passes or Ctrl-C / SIGTERM; stops every child on the way out.
-    pub fn run(&self) -> anyhow::Result<()> {
+    /// Runs the demo until its duration passes or Ctrl-C / SIGTERM; stops every child on the
+    /// way out.
+    pub fn run(&self) -> anyhow::Result<Summary> {
         let profile = Profile::parse(&self.load, self.peak)?;
         let configs = self.configs()?;
         for c in &configs {
@@ -175,17 +214,16 @@ impl Demo {
         .spread_over(others);
         let counters = runtime.block_on(clients.run(tidegate_tools::signals::terminated()));
         drop(runtime);
-        let summary = edges[0].handles.admin.state();
+        let state = edges[0].handles.admin.state();
         for e in edges.into_iter().rev() {
             e.stop_gracefully();
         }
-        println!(
-            "demo done: peak {} connections open, {} refused, {} backends at the end; all backends stopped",
-            counters.peak.load(Ordering::Relaxed),
-            counters.refused.load(Ordering::Relaxed),
-            summary.backends.len(),
-        );
-        Ok(())
+        Ok(Summary {
+            peak: counters.peak.load(Ordering::Relaxed),
+            refused: counters.refused.load(Ordering::Relaxed),
+            dropped: counters.dropped.load(Ordering::Relaxed),
+            backends: state.backends.len(),
+        })
     }
 
     fn print_start(&self, edges: &[Running]) {

@@ -10,9 +10,15 @@ use crate::Error;
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 /// Default hard per-pod connection cap (the proxy refuses beyond it).
 pub const DEFAULT_CAPACITY: u32 = 1000;
-/// Default target occupancy in normal mode (fraction of capacity).
-pub const DEFAULT_TARGET_OCCUPANCY: f64 = 0.92;
-/// Default target occupancy in surge mode.
+/// Default occupancy a scale-up sizes for (fraction of capacity).
+pub const DEFAULT_TARGET_OCCUPANCY: f64 = 0.94;
+/// Default occupancy, at the forecast horizon, that triggers a scale-up.
+pub const DEFAULT_SCALE_UP_OCCUPANCY: f64 = 0.97;
+/// Default occupancy the peak of the scale-down window must fit into after a scale-down.
+pub const DEFAULT_SCALE_DOWN_OCCUPANCY: f64 = 0.85;
+/// Default occupancy a scale-down sizes for.
+pub const DEFAULT_SCALE_DOWN_TARGET: f64 = 0.85;
+/// Default occupancy sized for while the edge holds or refuses connections.
 pub const DEFAULT_SURGE_OCCUPANCY: f64 = 0.8;
 /// Default occupancy of the pods the edge routes to (the rest stand by empty).
 pub const DEFAULT_SERVING_OCCUPANCY: f64 = 0.95;
@@ -28,32 +34,45 @@ pub const DEFAULT_MAX_REPLICAS: u32 = 200;
 pub const DEFAULT_BOOT_TIME: Duration = Duration::from_secs(45);
 /// Default horizon as a multiple of the boot time (covers boot jitter and actuation delay).
 pub const DEFAULT_HORIZON_FACTOR: f64 = 1.25;
-/// Default window of the robust trend (median of differences).
+/// Default window of the short (surge) trend.
 pub const DEFAULT_TREND_WINDOW: Duration = Duration::from_secs(60);
-/// Default spacing of the differences the robust trend takes the median of.
-pub const DEFAULT_TREND_LAG: Duration = Duration::from_secs(5);
+/// Default shortest window of the long trend (it is at least two forecast horizons).
+pub const DEFAULT_TREND_LONG_WINDOW: Duration = Duration::from_secs(300);
+/// Default relative growth rate (per second) of the short trend above which it is believed.
+pub const DEFAULT_SURGE_GROWTH_RATE: f64 = 0.003;
+/// Default spacing of the differences the trend is the median of, as a fraction of its window.
+pub const DEFAULT_TREND_LAG_FRACTION: f64 = 0.25;
+/// Default number of standard errors the growth rate is shrunk by towards 0.
+pub const DEFAULT_TREND_CONFIDENCE: f64 = 1.0;
 /// Default connection count at or below which a draining pod is removed.
 pub const DEFAULT_DRAIN_REMOVE_BELOW: u32 = 0;
 /// Default clamp on the forecast's relative growth rate (per second).
 pub const DEFAULT_MAX_GROWTH_RATE: f64 = 0.01;
-/// Default relative growth rate (per second) that enters surge mode.
-pub const DEFAULT_SURGE_GROWTH_RATE: f64 = 0.004;
-/// Default time surge mode lasts after its trigger clears.
+/// Default cap on how many times current demand the forecast may be.
+pub const DEFAULT_MAX_FORECAST_GROWTH: f64 = 1.6;
+/// Default window of forecast errors the scale-up margin is read from.
+pub const DEFAULT_FORECAST_ERROR_WINDOW: Duration = Duration::from_secs(1200);
+/// Default quantile of those errors the scale-up margin is.
+pub const DEFAULT_FORECAST_ERROR_QUANTILE: f64 = 0.9;
+/// Default window whose peak demand a scale-up sizes for.
+pub const DEFAULT_ENVELOPE_WINDOW: Duration = Duration::from_secs(60);
+/// Default time after the edge last held or refused a connection during which there is no
+/// scale-down and rising live counts are not read as growth.
 pub const DEFAULT_SURGE_HOLD: Duration = Duration::from_secs(60);
 /// Default window over which refused attempts count as unmet demand.
 pub const DEFAULT_UNMET_WINDOW: Duration = Duration::from_secs(5);
-/// Default window whose peak demand a scale-down must respect.
-pub const DEFAULT_SCALE_DOWN_WINDOW: Duration = Duration::from_secs(120);
+/// Default shortest window of evidence a scale-down needs.
+pub const DEFAULT_SCALE_DOWN_WINDOW: Duration = Duration::from_secs(300);
+/// Default length of the scale-down evidence in boot times (when longer than the window).
+pub const DEFAULT_SCALE_DOWN_BOOTS: f64 = 2.0;
 /// Default minimum time between two scale-down steps.
-pub const DEFAULT_SCALE_DOWN_INTERVAL: Duration = Duration::from_secs(15);
+pub const DEFAULT_SCALE_DOWN_INTERVAL: Duration = Duration::from_secs(30);
 /// Default largest scale-down step, as a fraction of current replicas (at least one pod).
 pub const DEFAULT_SCALE_DOWN_STEP: f64 = 0.25;
-/// Default tolerance band for scale-down (fraction of current replicas).
-pub const DEFAULT_TOLERANCE: f64 = 0.05;
 /// Default one-sample drop (fraction of live connections) treated as a reconnect storm.
 pub const DEFAULT_STORM_DROP: f64 = 0.02;
 /// Default time the pre-storm demand is held after a storm.
-pub const DEFAULT_STORM_WINDOW: Duration = Duration::from_secs(120);
+pub const DEFAULT_STORM_WINDOW: Duration = Duration::from_secs(300);
 
 /// Every constant of tidegate's policy. Durations are written as human strings (`"45s"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,9 +83,20 @@ pub struct TidegatePolicyConfig {
     pub tick: Duration,
     /// Hard per-pod connection cap enforced by the proxy (connections). Default 1000.
     pub capacity: u32,
-    /// Occupancy the policy sizes for in normal mode (fraction of `capacity`). Default 0.92.
+    /// Occupancy a scale-up sizes for, and the steady state at start (fraction of
+    /// `capacity`). Default 0.94.
     pub target_occupancy: f64,
-    /// Occupancy the policy sizes for in surge mode (fraction of `capacity`). Default 0.8.
+    /// A scale-up happens when demand, now or forecast at the horizon, exceeds this
+    /// occupancy of the pods asked for (fraction of `capacity`). Default 0.97.
+    pub scale_up_occupancy: f64,
+    /// A scale-down to `m` pods needs the peak of the scale-down window to fit `m` pods at
+    /// this occupancy (fraction of `capacity`; at most `target_occupancy`). Default 0.85.
+    pub scale_down_occupancy: f64,
+    /// A scale-down goes to what the peak of the evidence window needs at this occupancy
+    /// (fraction of `capacity`; from `scale_down_occupancy` to `target_occupancy`): higher
+    /// gives back more of an overshoot, lower keeps more room for the next peak. Default 0.85.
+    pub scale_down_target: f64,
+    /// Occupancy sized for while the edge holds or refuses connections. Default 0.8.
     pub surge_occupancy: f64,
     /// Occupancy the routed-to (serving) pods are sized for; ordered pods beyond them stand by
     /// empty (fraction of `capacity`). Default 0.95.
@@ -87,35 +117,64 @@ pub struct TidegatePolicyConfig {
     pub boot_time: Duration,
     /// Forecast horizon as a multiple of `boot_time` (boot jitter, actuation). Default 1.25.
     pub horizon_factor: f64,
-    /// The trend is the median slope over this window. Default 60 s.
+    /// The growth rate is read over two windows: this short one, believed only for growth of
+    /// at least `surge_growth_rate` (no noise drifts that fast), and the long one. Default 60 s.
     #[serde(with = "duration_serde")]
     pub trend_window: Duration,
-    /// …of differences taken this far apart (less than `trend_window`). Default 5 s.
+    /// The long trend window, at least two forecast horizons: long enough that noise which
+    /// persists for a minute or two does not read as a trend. Default 300 s.
     #[serde(with = "duration_serde")]
-    pub trend_lag: Duration,
+    pub trend_long_window: Duration,
+    /// Growth (fraction per second) at which the short trend is believed. Default 0.003.
+    pub surge_growth_rate: f64,
+    /// …from differences taken this fraction of the window apart. Longer lags average more
+    /// noise out; a step in demand moves only the differences that span it, so below a third
+    /// of the window it cannot carry the median. Default 0.25.
+    pub trend_lag_fraction: f64,
+    /// The growth rate is shrunk towards 0 by this many of its standard errors, so that a
+    /// trend noise could have drawn forecasts no growth. Default 1.
+    pub trend_confidence: f64,
     /// Clamp on the forecast's growth rate (fraction of level per second). Default 0.01.
     pub max_growth_rate: f64,
-    /// Growth rate (fraction of level per second) that enters surge mode. Default 0.004.
-    pub surge_growth_rate: f64,
-    /// How long surge mode lasts after its trigger clears. Default 60 s.
+    /// The forecast is at most this many times demand now: when compounded growth stops, the
+    /// pods ordered for it are surplus, so beyond this a surge is allowed to cost refusals
+    /// rather than pod-seconds. Default 1.6.
+    pub max_forecast_growth: f64,
+    /// Every forecast is checked against demand when its horizon comes; a scale-up adds the
+    /// `forecast_error_quantile` of the relative under-forecasts of this window as margin.
+    /// Default 1200 s.
+    #[serde(with = "duration_serde")]
+    pub forecast_error_window: Duration,
+    /// The quantile of recent forecast errors a scale-up adds as margin (0–1). Default 0.9.
+    pub forecast_error_quantile: f64,
+    /// A scale-up sizes at least for the peak demand of this window (noise it has seen will
+    /// come again). Default 60 s.
+    #[serde(with = "duration_serde")]
+    pub envelope_window: Duration,
+    /// After the edge last held or refused a connection: no scale-down for this long, and
+    /// rising live counts are the backlog getting in, not growth. Default 60 s.
     #[serde(with = "duration_serde")]
     pub surge_hold: Duration,
     /// Window over which refused attempts count as unmet demand. Default 5 s.
     #[serde(with = "duration_serde")]
     pub unmet_window: Duration,
-    /// A scale-down must keep room for the peak demand of this window. Default 120 s.
+    /// A scale-down needs evidence over this window or `scale_down_boots` boot times,
+    /// whichever is longer: no scale-up in it, nothing booting, and its peak demand and
+    /// forecast fitting the smaller count at `scale_down_occupancy`. Default 300 s.
     #[serde(with = "duration_serde")]
     pub scale_down_window: Duration,
-    /// Minimum time between two scale-down steps. Default 15 s.
+    /// Length of the scale-down evidence in boot times, when longer than
+    /// `scale_down_window`. Default 2.
+    pub scale_down_boots: f64,
+    /// Minimum time between two scale-down steps. Default 30 s.
     #[serde(with = "duration_serde")]
     pub scale_down_interval: Duration,
     /// Largest scale-down step (fraction of current replicas, at least 1 pod). Default 0.25.
     pub scale_down_step: f64,
-    /// Scale down only when fewer than `current·(1 − tolerance)` pods are needed. Default 0.05.
-    pub tolerance: f64,
     /// A one-sample drop of live connections by this fraction is a reconnect storm. Default 0.02.
     pub storm_drop: f64,
-    /// After a storm, demand is held at its pre-storm level this long. Default 120 s.
+    /// After a storm, demand is held at its pre-storm level (and there is no scale-down) this
+    /// long. Default 300 s.
     #[serde(with = "duration_serde")]
     pub storm_window: Duration,
     /// The actuator removes a draining pod once it holds at most this many connections (the
@@ -129,6 +188,9 @@ impl Default for TidegatePolicyConfig {
             tick: DEFAULT_TICK,
             capacity: DEFAULT_CAPACITY,
             target_occupancy: DEFAULT_TARGET_OCCUPANCY,
+            scale_up_occupancy: DEFAULT_SCALE_UP_OCCUPANCY,
+            scale_down_occupancy: DEFAULT_SCALE_DOWN_OCCUPANCY,
+            scale_down_target: DEFAULT_SCALE_DOWN_TARGET,
             surge_occupancy: DEFAULT_SURGE_OCCUPANCY,
             serving_occupancy: DEFAULT_SERVING_OCCUPANCY,
             serving_horizon: DEFAULT_SERVING_HORIZON,
@@ -138,15 +200,21 @@ impl Default for TidegatePolicyConfig {
             boot_time: DEFAULT_BOOT_TIME,
             horizon_factor: DEFAULT_HORIZON_FACTOR,
             trend_window: DEFAULT_TREND_WINDOW,
-            trend_lag: DEFAULT_TREND_LAG,
-            max_growth_rate: DEFAULT_MAX_GROWTH_RATE,
+            trend_long_window: DEFAULT_TREND_LONG_WINDOW,
             surge_growth_rate: DEFAULT_SURGE_GROWTH_RATE,
+            trend_lag_fraction: DEFAULT_TREND_LAG_FRACTION,
+            trend_confidence: DEFAULT_TREND_CONFIDENCE,
+            max_growth_rate: DEFAULT_MAX_GROWTH_RATE,
+            max_forecast_growth: DEFAULT_MAX_FORECAST_GROWTH,
+            envelope_window: DEFAULT_ENVELOPE_WINDOW,
+            forecast_error_window: DEFAULT_FORECAST_ERROR_WINDOW,
+            forecast_error_quantile: DEFAULT_FORECAST_ERROR_QUANTILE,
             surge_hold: DEFAULT_SURGE_HOLD,
             unmet_window: DEFAULT_UNMET_WINDOW,
             scale_down_window: DEFAULT_SCALE_DOWN_WINDOW,
+            scale_down_boots: DEFAULT_SCALE_DOWN_BOOTS,
             scale_down_interval: DEFAULT_SCALE_DOWN_INTERVAL,
             scale_down_step: DEFAULT_SCALE_DOWN_STEP,
-            tolerance: DEFAULT_TOLERANCE,
             storm_drop: DEFAULT_STORM_DROP,
             storm_window: DEFAULT_STORM_WINDOW,
             drain_remove_below: DEFAULT_DRAIN_REMOVE_BELOW,
@@ -168,15 +236,51 @@ impl TidegatePolicyConfig {
             }
         };
         frac("target_occupancy", self.target_occupancy, 0.0, 1.0)?;
+        frac("scale_up_occupancy", self.scale_up_occupancy, 0.0, 1.0)?;
+        frac(
+            "scale_down_occupancy",
+            self.scale_down_occupancy,
+            0.0,
+            self.target_occupancy,
+        )?;
+        frac(
+            "scale_down_target",
+            self.scale_down_target,
+            self.scale_down_occupancy - 1e-9,
+            self.target_occupancy,
+        )?;
         frac("surge_occupancy", self.surge_occupancy, 0.0, 1.0)?;
         frac("serving_occupancy", self.serving_occupancy, 0.0, 1.0)?;
         frac("scale_down_step", self.scale_down_step, 0.0, 1.0)?;
         frac("storm_drop", self.storm_drop, 0.0, 1.0)?;
         frac("horizon_factor", self.horizon_factor, 0.0, 10.0)?;
-        if !(0.0..1.0).contains(&self.tolerance) {
+        frac("trend_lag_fraction", self.trend_lag_fraction, 0.0, 0.5)?;
+        frac(
+            "forecast_error_quantile",
+            self.forecast_error_quantile,
+            0.0,
+            1.0,
+        )?;
+        if !(0.0..=10.0).contains(&self.trend_confidence) {
             return Err(Error::InvalidConfig {
-                field: "tolerance",
-                reason: format!("{} is not in [0, 1)", self.tolerance),
+                field: "trend_confidence",
+                reason: format!("{} is not in [0, 10]", self.trend_confidence),
+            });
+        }
+        frac("scale_down_boots", self.scale_down_boots, 0.0, 100.0)?;
+        if !(1.0..=100.0).contains(&self.max_forecast_growth) {
+            return Err(Error::InvalidConfig {
+                field: "max_forecast_growth",
+                reason: format!("{} is not in [1, 100]", self.max_forecast_growth),
+            });
+        }
+        if self.target_occupancy > self.scale_up_occupancy {
+            return Err(Error::InvalidConfig {
+                field: "target_occupancy",
+                reason: format!(
+                    "{} is above scale_up_occupancy ({}): every scale-up would trigger the next",
+                    self.target_occupancy, self.scale_up_occupancy
+                ),
             });
         }
         if self.min_replicas == 0 || self.min_replicas > self.max_replicas {
@@ -188,10 +292,10 @@ impl TidegatePolicyConfig {
                 ),
             });
         }
-        if self.trend_lag.is_zero() || self.trend_lag >= self.trend_window {
+        if self.trend_window < self.tick * 2 {
             return Err(Error::InvalidConfig {
-                field: "trend_lag",
-                reason: "need 0 < trend_lag < trend_window".into(),
+                field: "trend_window",
+                reason: "need at least two ticks".into(),
             });
         }
         if self.capacity == 0 || self.tick.is_zero() {
@@ -203,17 +307,41 @@ impl TidegatePolicyConfig {
         Ok(())
     }
 
-    /// Samples (ticks) in the trend window and in the lag.
+    /// Samples (ticks) in the short trend window and the spacing of the differences the
+    /// trend is the median of.
     pub fn trend_samples(&self) -> (usize, usize) {
+        self.samples(self.trend_window)
+    }
+
+    /// The same for the long trend window (at least two horizons).
+    pub fn long_trend_samples(&self) -> (usize, usize) {
+        self.samples(self.trend_long_window.max(self.horizon() * 2))
+    }
+
+    fn samples(&self, span: Duration) -> (usize, usize) {
         let tick = self.tick.as_secs_f64().max(1e-3);
-        let window = (self.trend_window.as_secs_f64() / tick).round() as usize;
-        let lag = (self.trend_lag.as_secs_f64() / tick).round() as usize;
-        (window.max(2), lag.max(1))
+        let window = ((span.as_secs_f64() / tick).round() as usize).max(2);
+        let lag = (window as f64 * self.trend_lag_fraction).round() as usize;
+        (window, lag.clamp(1, window - 1))
     }
 
     /// Forecast horizon: `boot_time × horizon_factor`.
     pub fn horizon(&self) -> Duration {
         self.boot_time.mul_f64(self.horizon_factor)
+    }
+
+    /// The evidence a scale-down needs: `scale_down_window` or `scale_down_boots` boot times,
+    /// whichever is longer.
+    pub fn scale_down_evidence(&self) -> Duration {
+        self.scale_down_window
+            .max(self.boot_time.mul_f64(self.scale_down_boots))
+    }
+
+    /// The steady state for `demand` connections, within the replica bounds: what a scale-up
+    /// would size for.
+    pub fn steady_replicas(&self, demand: f64) -> u32 {
+        let per_pod = self.target_occupancy * f64::from(self.capacity);
+        crate::policy::pods_for(demand, per_pod).clamp(self.min_replicas, self.max_replicas)
     }
 }
 

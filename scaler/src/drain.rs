@@ -1,8 +1,8 @@
-//! Drain-first actuation (design decision 3): a policy asks for N replicas of which S serve; the
-//! actuator stops routing to the emptiest pods instead of deleting them (they drain, or stay
-//! empty as standby capacity), gives that capacity back instantly when demand returns, and lowers
-//! `spec.replicas` only for pods that are empty — with their `pod-deletion-cost` set lowest so the
-//! ReplicaSet removes exactly those.
+//! Drain-first actuation (`docs/architecture.md`, "Scale-down removes the emptiest pods"): a
+//! policy asks for N replicas of which S serve; the actuator stops routing to the emptiest pods
+//! instead of deleting them (they drain, or stay empty as standby capacity), gives that capacity
+//! back instantly when demand returns, and lowers `spec.replicas` only for pods that are empty —
+//! with their `pod-deletion-cost` set lowest so the ReplicaSet removes exactly those.
 //!
 //! Pure: [`plan`] looks at the pods and returns what to do; the live loop and the simulator
 //! carry it out.

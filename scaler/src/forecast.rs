@@ -123,11 +123,33 @@ impl RobustSlope {
         }
     }
 
+    /// Median of the newest `k` values (0 when empty): a level that one noisy sample cannot
+    /// move.
+    pub fn recent_median(&mut self, k: usize) -> f64 {
+        let cap = self.ring.len();
+        let k = k.clamp(1, self.len.max(1)).min(self.len);
+        self.scratch.clear();
+        for i in 0..k {
+            self.scratch
+                .push(self.ring[(self.next + cap - 1 - i) % cap].1);
+        }
+        median(&mut self.scratch)
+    }
+
     /// Median slope (units per second); 0 until `lag + 1` samples are in.
     pub fn slope(&mut self) -> f64 {
+        self.slope_and_error().0
+    }
+
+    /// The median slope and its standard error, from the spread of the differences
+    /// (1.4826 × their median absolute deviation, over √ of the number of non-overlapping
+    /// differences in the window). A trend that noise could have drawn has an error as large
+    /// as itself; a steady ramp or compounding surge has differences that agree, and a small
+    /// error. Both 0 until `lag + 1` samples are in.
+    pub fn slope_and_error(&mut self) -> (f64, f64) {
         let cap = self.ring.len();
         if self.len <= self.lag {
-            return 0.0;
+            return (0.0, 0.0);
         }
         self.scratch.clear();
         let oldest = (self.next + cap - self.len) % cap;
@@ -140,20 +162,32 @@ impl RobustSlope {
         }
         let n = self.scratch.len();
         if n == 0 {
-            return 0.0;
+            return (0.0, 0.0);
         }
-        let mid = n / 2;
-        let (_, m, _) = self.scratch.select_nth_unstable_by(mid, f64::total_cmp);
-        let upper = *m;
-        if n % 2 == 1 {
-            return upper;
+        let mid = median(&mut self.scratch);
+        for x in self.scratch.iter_mut() {
+            *x = (*x - mid).abs();
         }
-        let lower = self.scratch[..mid]
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        (lower + upper) / 2.0
+        let mad = median(&mut self.scratch);
+        let independent = (n as f64 / self.lag as f64).max(1.0);
+        (mid, 1.4826 * mad / independent.sqrt())
     }
+}
+
+/// Median of `xs` (reordered in place; 0 when empty).
+fn median(xs: &mut [f64]) -> f64 {
+    let n = xs.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mid = n / 2;
+    let (lower, m, _) = xs.select_nth_unstable_by(mid, f64::total_cmp);
+    let upper = *m;
+    if n % 2 == 1 {
+        return upper;
+    }
+    let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (below + upper) / 2.0
 }
 
 /// Least-squares polynomial fit of degree 1 or 2 over `(t, y)` points, evaluated at `at`.
@@ -249,8 +283,8 @@ mod tests {
     }
 
     #[test]
-    fn seed_fits_amplify_noise_as_the_design_doc_says() {
-        // DESIGN.md decision 4: quadratic ~6× at 30 s and ~50× at 120 s; linear 1.6× / 4.5×.
+    fn seed_fits_amplify_noise_6x_and_50x() {
+        // Quadratic ~6× at 30 s and ~50× at 120 s; linear 1.6× / 4.5×.
         assert!(
             (noise_gain(2, 30.0) - 6.0).abs() < 1.0,
             "{}",
@@ -303,6 +337,24 @@ mod tests {
         }
         assert!((ramp.slope() - 20.0).abs() < 1e-9, "{}", ramp.slope());
         assert_eq!(RobustSlope::new(30, 5).slope(), 0.0);
+        let (slope, error) = ramp.slope_and_error();
+        assert!(
+            slope > 0.0 && error < 1e-9,
+            "a clean ramp is certain: {error}"
+        );
+        let mut rng = crate::rng::Rng::new(5, 5);
+        let mut noisy = RobustSlope::new(60, 15);
+        for t in 0..60 {
+            noisy.push(t as f64, 1000.0 + 50.0 * rng.normal());
+        }
+        let (slope, error) = noisy.slope_and_error();
+        assert!(
+            error >= slope.abs(),
+            "noise is not a trend: {slope} ± {error}"
+        );
+        let level = noisy.recent_median(15);
+        assert!((level - 1000.0).abs() < 50.0, "{level}");
+        assert_eq!(RobustSlope::new(5, 1).recent_median(3), 0.0);
     }
 
     #[test]

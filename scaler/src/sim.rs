@@ -1,5 +1,6 @@
 //! ws-elastic-sim: a deterministic simulation (100 ms step, seeded) of a WebSocket service behind
-//! tidegate, on which every policy runs side by side. `SIMULATOR.md` is the spec.
+//! tidegate, on which every policy runs side by side; its model is described in
+//! `docs/architecture.md`, section "The simulator".
 //!
 //! - [`trace`]: demand traces (six named generators, CSV files);
 //! - [`setup`]: the world's settings and how a policy plugs in;
@@ -11,12 +12,14 @@
 
 pub mod cli;
 mod clients;
+pub mod families;
 pub mod metrics;
 pub mod plot;
 mod pods;
 pub mod policies;
 pub mod report;
 pub mod run;
+mod sessions;
 pub mod setup;
 pub mod suite;
 pub mod trace;

@@ -35,6 +35,8 @@ fn local_config() -> tidegate_proxy::config::Config {
             scale_down_window: Duration::from_secs(3),
             scale_down_interval: Duration::from_secs(1),
             storm_window: Duration::from_secs(3),
+            envelope_window: Duration::from_secs(3),
+            serving_window: Duration::from_secs(3),
             ..TidegatePolicyConfig::default()
         },
     });

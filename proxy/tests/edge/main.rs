@@ -10,6 +10,7 @@ mod support;
 mod bad_input;
 mod cli;
 mod cores;
+mod demo;
 mod drain;
 mod forwarded;
 mod fuzz;

@@ -6,6 +6,11 @@
 //! - **Oracle-feasible** ([`OracleFeasible`]): orders pods one worst-case boot delay ahead so that
 //!   ready(t) ≥ ceil(D(t)/C), and removes only empty pods (it runs with drain-first actuation).
 //!   Its pod-seconds are LB2, the achievable bound under boot delay and sticky connections.
+//! - **Oracle-causal** ([`OracleCausal`]): knows the present demand exactly and acts at once
+//!   (every simulator step), with no knowledge of the future: it asks for ceil(D(t)/C) and keeps
+//!   what it asked for during one worst-case boot, so no pod it ordered is cancelled before it
+//!   could serve. Its losses bound what any policy without foresight can do about demand that
+//!   rises faster than a pod boots.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +21,28 @@ use crate::policy::{Action, Decision, Forecast, Observation, Policy, Reason};
 /// Oracle-fluid's replica count for demand `d`: `ceil(d / capacity)` within [min, max].
 pub fn fluid_replicas(d: f64, capacity: u32, min: u32, max: u32) -> u32 {
     ((d / f64::from(capacity)).ceil().max(0.0) as u32).clamp(min, max)
+}
+
+/// `out[s]` = max of `need` over the window `[s − behind, s + ahead]` (clipped to the ends),
+/// by a monotonic deque in one pass.
+fn window_max(need: &[u32], behind: usize, ahead: usize, min: u32) -> Vec<u32> {
+    let mut out = vec![min; need.len()];
+    let mut dq: VecDeque<usize> = VecDeque::new();
+    let mut next = 0;
+    for (s, slot) in out.iter_mut().enumerate() {
+        while next < need.len() && next <= s + ahead {
+            while dq.back().is_some_and(|&j| need[j] <= need[next]) {
+                dq.pop_back();
+            }
+            dq.push_back(next);
+            next += 1;
+        }
+        while dq.front().is_some_and(|&j| j + behind < s) {
+            dq.pop_front();
+        }
+        *slot = dq.front().map_or(min, |&j| need[j]);
+    }
+    out
 }
 
 /// Oracle-feasible: sizes for the peak of the known demand over the next `lookahead`.
@@ -36,21 +63,8 @@ impl OracleFeasible {
             .map(|&d| fluid_replicas(d, capacity, min, max))
             .collect();
         let h = lookahead.as_secs_f64().ceil() as usize;
-        let mut out = vec![min; need.len()];
-        // Sliding-window maximum over [s, s + h], from the end (monotonic deque of indices).
-        let mut dq: VecDeque<usize> = VecDeque::new();
-        for s in (0..need.len()).rev() {
-            while dq.back().is_some_and(|&j| need[j] <= need[s]) {
-                dq.pop_back();
-            }
-            dq.push_back(s);
-            while dq.front().is_some_and(|&j| j > s + h) {
-                dq.pop_front();
-            }
-            out[s] = dq.front().map_or(min, |&j| need[j]);
-        }
         OracleFeasible {
-            future_max: out.into(),
+            future_max: window_max(&need, 0, h, min).into(),
             lookahead,
             capacity,
         }
@@ -103,6 +117,90 @@ impl Policy for OracleFeasible {
     }
 }
 
+/// Oracle-causal: ceil(D(now)/C), held for one worst-case boot; no foresight.
+#[derive(Clone, Debug)]
+pub struct OracleCausal {
+    demand: Arc<[f64]>,
+    /// For each whole second s: max over [s − hold, s] of the fluid replica count.
+    past_max: Arc<[u32]>,
+    capacity: u32,
+    bounds: (u32, u32),
+}
+
+impl OracleCausal {
+    /// An oracle seeing `demand` (sampled once per second, linear in between) as it happens,
+    /// keeping what it asked for during `hold` (a worst-case boot plus actuation).
+    pub fn new(demand: &[f64], capacity: u32, hold: Duration, min: u32, max: u32) -> Self {
+        let need: Vec<u32> = demand
+            .iter()
+            .map(|&d| fluid_replicas(d, capacity, min, max))
+            .collect();
+        let h = hold.as_secs_f64().ceil() as usize;
+        OracleCausal {
+            demand: demand.into(),
+            past_max: window_max(&need, h, 0, min).into(),
+            capacity,
+            bounds: (min, max),
+        }
+    }
+
+    /// D(now), linearly interpolated.
+    fn demand_at(&self, now: Duration) -> f64 {
+        let t = now.as_secs_f64();
+        let i = (t as usize).min(self.demand.len().saturating_sub(1));
+        let (d0, d1) = (
+            self.demand.get(i).copied().unwrap_or(0.0),
+            self.demand.get(i + 1).copied(),
+        );
+        d1.map_or(d0, |d1| d0 + (d1 - d0) * (t - i as f64))
+    }
+
+    /// The replica count the oracle wants at `now`.
+    pub fn target(&self, now: Duration) -> u32 {
+        let (min, max) = self.bounds;
+        let now_need = fluid_replicas(self.demand_at(now), self.capacity, min, max);
+        // The held maximum covers whole seconds up to the last one begun, never the future.
+        let s = (now.as_secs() as usize).min(self.past_max.len().saturating_sub(1));
+        let held = self.past_max.get(s).copied().unwrap_or(min);
+        now_need.max(held)
+    }
+}
+
+impl Policy for OracleCausal {
+    fn name(&self) -> &str {
+        "Oracle-causal"
+    }
+
+    fn period(&self) -> Duration {
+        crate::sim::setup::STEP
+    }
+
+    fn decide(&mut self, now: Duration, obs: &Observation<'_>) -> Decision {
+        let replicas = self.target(now);
+        let action = match replicas.cmp(&obs.desired) {
+            std::cmp::Ordering::Greater => Action::ScaleUp,
+            std::cmp::Ordering::Less => Action::ScaleDown,
+            std::cmp::Ordering::Equal => Action::Hold,
+        };
+        let reason = Reason {
+            action,
+            basis: "known present",
+            load: self.demand_at(now),
+            horizon: Duration::ZERO,
+            occupancy: 1.0,
+            capacity: self.capacity,
+            current: obs.desired,
+            note: "",
+        };
+        Decision {
+            replicas,
+            serving: None,
+            reason,
+            forecast: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +211,30 @@ mod tests {
         assert_eq!(fluid_replicas(10_001.0, 1000, 2, 200), 11);
         assert_eq!(fluid_replicas(0.0, 1000, 2, 200), 2);
         assert_eq!(fluid_replicas(1e9, 1000, 2, 200), 200);
+    }
+
+    #[test]
+    fn causal_follows_the_present_and_holds_for_a_boot() {
+        // 2000 until t = 100, 10 000 until t = 150, then 2000 again; hold 30 s
+        let demand: Vec<f64> = (0..300)
+            .map(|t| {
+                if (100..150).contains(&t) {
+                    10_000.0
+                } else {
+                    2000.0
+                }
+            })
+            .collect();
+        let o = OracleCausal::new(&demand, 1000, Duration::from_secs(30), 2, 200);
+        assert_eq!(o.target(Duration::from_secs(99)), 2, "no foresight");
+        assert_eq!(
+            o.target(Duration::from_millis(99_500)),
+            6,
+            "the present, interpolated"
+        );
+        assert_eq!(o.target(Duration::from_secs(100)), 10);
+        assert_eq!(o.target(Duration::from_secs(179)), 10, "held for 30 s");
+        assert_eq!(o.target(Duration::from_secs(181)), 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! What one simulation run measured (the metrics of `SIMULATOR.md`), and how runs over several
-//! seeds are summarised (means with 95 % confidence half-widths).
+//! What one simulation run measured (the metrics of the simulator's model, see
+//! `docs/architecture.md`, section "The simulator"), and how runs over several seeds are
+//! summarised (means with 95 % confidence half-widths).
 
 use serde::Serialize;
 
@@ -27,6 +28,8 @@ pub struct RunMetrics {
     pub lb2_pod_seconds: f64,
     /// Pods created.
     pub pod_starts: f64,
+    /// Pods deleted by the policy's scale-down while still booting (ordered, then cancelled).
+    pub cancelled_boots: f64,
     /// Changes of `spec.replicas` that took effect.
     pub replica_changes: f64,
     /// API writes: replica patches plus pod-deletion-cost annotations.
@@ -57,6 +60,12 @@ pub struct RunMetrics {
     pub forecast_bias: f64,
     /// MAE relative to the "last value" forecast (MASE-style; < 1 beats naive).
     pub forecast_mase: f64,
+    /// Time to cover (s): after each marked demand change, how long until ready capacity last
+    /// fell short of demand; the largest over the marks (NaN without marks).
+    pub time_to_cover_s: f64,
+    /// Settling time (s): after each marked demand change, how long until `spec.replicas` last
+    /// changed before the next mark; the largest over the marks (NaN without marks).
+    pub settling_s: f64,
 }
 
 impl RunMetrics {
@@ -125,6 +134,7 @@ impl RunMetrics {
             lb1_pod_seconds,
             lb2_pod_seconds,
             pod_starts,
+            cancelled_boots,
             replica_changes,
             api_writes,
             superseded,
@@ -139,7 +149,9 @@ impl RunMetrics {
             max_replicas,
             forecast_mae,
             forecast_bias,
-            forecast_mase
+            forecast_mase,
+            time_to_cover_s,
+            settling_s
         );
     }
 }

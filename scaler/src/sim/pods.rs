@@ -34,6 +34,10 @@ pub(crate) struct Pod {
     /// Last value the Prometheus scrape saw (`None`: never scraped).
     pub scraped: Option<u32>,
     pub alive: bool,
+    /// Created before the rolling update in progress (it is to be replaced).
+    pub old: bool,
+    /// Terminated by a scripted event (its kill is not the policy's doing).
+    pub scripted: bool,
 }
 
 impl Pod {
@@ -91,6 +95,8 @@ impl Pods {
             cost: 0,
             scraped: None,
             alive: true,
+            old: false,
+            scripted: false,
         };
         self.next_id += 1;
         let slot = match self.free.pop() {
@@ -129,6 +135,13 @@ impl Pods {
         self.slots[slot].conns += 1;
         self.refresh(slot);
         Some(slot)
+    }
+
+    /// Removes one connection from `slot` (its session ended).
+    pub fn depart_from(&mut self, slot: usize) {
+        let pod = &mut self.slots[slot];
+        pod.conns = pod.conns.saturating_sub(1);
+        self.refresh(slot);
     }
 
     /// Removes one connection chosen uniformly among all live connections.

@@ -7,7 +7,7 @@ use super::trace::Trace;
 use crate::Error;
 use crate::baselines::hpa::{Hpa, HpaConfig};
 use crate::baselines::kpa::{Kpa, KpaConfig};
-use crate::baselines::oracle::OracleFeasible;
+use crate::baselines::oracle::{OracleCausal, OracleFeasible, fluid_replicas};
 use crate::baselines::seed2::{Seed2, Seed2Config, Variant};
 use crate::config::TidegatePolicyConfig;
 use crate::rng::Rng;
@@ -36,13 +36,15 @@ pub enum PolicyId {
     Seed2Lin,
     /// Knows D; orders a worst-case boot ahead; removes only empty pods (LB2).
     OracleFeasible,
+    /// Knows D(now) only; acts at once; holds for a worst-case boot; removes only empty pods.
+    OracleCausal,
     /// ceil(D/C), instant (LB1); analytic, not simulated.
     OracleFluid,
 }
 
 impl PolicyId {
     /// All policies, in report order.
-    pub const ALL: [PolicyId; 11] = [
+    pub const ALL: [PolicyId; 12] = [
         PolicyId::Tidegate,
         PolicyId::HpaProm,
         PolicyId::HpaDirect,
@@ -53,6 +55,7 @@ impl PolicyId {
         PolicyId::Seed2BNr,
         PolicyId::Seed2Lin,
         PolicyId::OracleFeasible,
+        PolicyId::OracleCausal,
         PolicyId::OracleFluid,
     ];
 
@@ -69,6 +72,7 @@ impl PolicyId {
             PolicyId::Seed2BNr => "Seed2-b-nr",
             PolicyId::Seed2Lin => "Seed2-lin",
             PolicyId::OracleFeasible => "Oracle-feasible",
+            PolicyId::OracleCausal => "Oracle-causal",
             PolicyId::OracleFluid => "Oracle-fluid",
         }
     }
@@ -129,7 +133,11 @@ impl PolicyId {
             actuation: Actuation::Plain,
             not_ready_at_capacity: false,
             phase: Duration::ZERO,
+            initial_replicas: None,
         };
+        let d0 = trace.at(0.0).0;
+        let worst_boot = world.boot_delay.mul_f64(1.0 + world.boot_jitter);
+        let lookahead = worst_boot + world.patch_delay.1 + Duration::from_secs(1);
         let seed2 = |name, variant, degree| Seed2Config {
             name,
             variant,
@@ -159,10 +167,11 @@ impl PolicyId {
                     boot_time: world.boot_delay,
                     min_replicas: min,
                     max_replicas: max,
-                    ..TidegatePolicyConfig::default()
+                    ..world.tidegate.clone().unwrap_or_default()
                 };
                 let remove_below = cfg.drain_remove_below;
                 PolicySetup {
+                    initial_replicas: Some(cfg.steady_replicas(d0)),
                     policy: Box::new(TidegatePolicy::new(cfg)),
                     feed: Feed::Edge,
                     actuation: Actuation::DrainFirst { remove_below },
@@ -213,12 +222,19 @@ impl PolicyId {
                 }
             }
             PolicyId::OracleFeasible => {
-                let worst_boot = world.boot_delay.mul_f64(1.0 + world.boot_jitter);
-                let lookahead = worst_boot + world.patch_delay.1 + Duration::from_secs(1);
                 let oracle =
                     OracleFeasible::new(&trace.demand, world.capacity, lookahead, min, max);
                 PolicySetup {
                     actuation: Actuation::DrainFirst { remove_below: 0 },
+                    initial_replicas: Some(oracle.target(Duration::ZERO)),
+                    ..plain(Box::new(oracle), Feed::Direct)
+                }
+            }
+            PolicyId::OracleCausal => {
+                let oracle = OracleCausal::new(&trace.demand, world.capacity, lookahead, min, max);
+                PolicySetup {
+                    actuation: Actuation::DrainFirst { remove_below: 0 },
+                    initial_replicas: Some(fluid_replicas(d0, world.capacity, min, max)),
                     ..plain(Box::new(oracle), Feed::Direct)
                 }
             }
@@ -233,7 +249,7 @@ mod tests {
 
     #[test]
     fn parse_list_accepts_all_and_names_unknowns() {
-        assert_eq!(PolicyId::parse_list("all").unwrap().len(), 11);
+        assert_eq!(PolicyId::parse_list("all").unwrap().len(), 12);
         assert_eq!(
             PolicyId::parse_list("tidegate, hpa-prom").unwrap(),
             vec![PolicyId::Tidegate, PolicyId::HpaProm]

@@ -76,15 +76,29 @@ fn ratio(x: f64) -> String {
     }
 }
 
-/// The markdown table: one row per policy, the metrics of `SIMULATOR.md` as columns.
+fn cover_settle(m: &RunMetrics) -> String {
+    let f = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.0}")
+        } else {
+            "–".into()
+        }
+    };
+    format!("{} / {}", f(m.time_to_cover_s), f(m.settling_s))
+}
+
+/// The markdown table: one row per policy, the simulator's metrics as columns.
 pub fn markdown_table(summaries: &[PolicySummary]) -> String {
     let mut s = String::new();
     s.push_str(
         "| policy | rejected (% of attempts) | forced disc. (/1k conn-h) | rejected + forced (±95% CI) \
-         | pod-s | /LB1 | /LB2 | pod starts | replica changes | API writes | θU % | θO % | τU % | τO % \
-         | wait p50/p99 ms | reconnect ampl. | storm scale-downs | forecast MAE / MASE |\n",
+         | pod-s | /LB1 | /LB2 | pod starts | cancelled boots | replica changes | API writes | θU % | θO % \
+         | τU % | τO % | wait p50/p99 ms | reconnect ampl. | storm scale-downs | forecast MAE / MASE \
+         | time to cover / settling s |\n",
     );
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     for p in summaries {
         let m = &p.mean;
         let (lost, lost_ci) = mean_ci(&p.runs, RunMetrics::lost);
@@ -101,7 +115,7 @@ pub fn markdown_table(summaries: &[PolicySummary]) -> String {
         let _ = writeln!(
             s,
             "| {} | {:.0} ({:.2}%) | {:.0} ({:.1}) | {:.0} ± {:.0} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} \
-             | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}/{:.0} | {:.2} | {:.1} | {} |",
+             | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}/{:.0} | {:.2} | {:.1} | {} | {} |",
             p.policy.name(),
             m.rejected,
             m.rejected_pct(),
@@ -113,6 +127,7 @@ pub fn markdown_table(summaries: &[PolicySummary]) -> String {
             ratio(lb1),
             ratio(m.cost_over_lb2()),
             m.pod_starts,
+            m.cancelled_boots,
             m.replica_changes,
             m.api_writes,
             m.theta_u,
@@ -124,6 +139,7 @@ pub fn markdown_table(summaries: &[PolicySummary]) -> String {
             m.amplification(),
             m.storm_scale_downs,
             fc,
+            cover_settle(m),
         );
     }
     s

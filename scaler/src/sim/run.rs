@@ -40,11 +40,14 @@ pub struct RunResult {
 
 /// Runs one spec.
 pub fn run_one(spec: &RunSpec) -> RunResult {
-    let output = match spec.policy.build(&spec.world, &spec.trace, spec.seed) {
-        Some(mut setup) => {
-            World::new(spec.world.clone(), &spec.trace, spec.seed, spec.record).run(&mut setup)
-        }
-        None => fluid_output(&spec.world, &spec.trace, spec.record),
+    let world = spec.world.for_trace(&spec.trace);
+    let pre = spec.trace.preroll_secs(world.preroll);
+    let trace = spec.trace.with_preroll(pre);
+    let output = match spec.policy.build(&world, &trace, spec.seed) {
+        Some(mut setup) => World::new(world, &trace, spec.seed, spec.record)
+            .measured_from(pre)
+            .run(&mut setup),
+        None => fluid_output(&world, &spec.trace, spec.record),
     };
     RunResult {
         policy: spec.policy,
@@ -89,6 +92,13 @@ fn fluid_output(world: &WorldConfig, trace: &Trace, record: bool) -> RunOutput {
     m.forecast_mae = f64::NAN;
     m.forecast_bias = f64::NAN;
     m.forecast_mase = f64::NAN;
+    // s(t) follows demand at once: always covered; its count moves whenever demand does.
+    m.time_to_cover_s = if trace.marks.is_empty() {
+        f64::NAN
+    } else {
+        0.0
+    };
+    m.settling_s = f64::NAN;
     out.metrics = m;
     out
 }

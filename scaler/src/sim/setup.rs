@@ -1,11 +1,14 @@
-//! The simulated world's settings (`SIMULATOR.md` § World) and how a policy is plugged in.
+//! The simulated world's settings (`docs/architecture.md`, section "The simulator") and how a
+//! policy is plugged in.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::trace::Trace;
 use crate::Error;
 use crate::policy::Policy;
+use crate::rng::Rng;
 
 /// The simulator's time step.
 pub const STEP: Duration = Duration::from_millis(100);
@@ -92,6 +95,64 @@ pub enum Reconnect {
     Herd,
 }
 
+/// How long a session lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifetime {
+    /// Memoryless, with this mean (the default world: 15 min).
+    Exponential {
+        /// Mean lifetime.
+        mean: Duration,
+    },
+    /// Lognormal: `ln(lifetime)` is normal around `ln(median)` with standard deviation `sigma`
+    /// (the sensitivity case: median 5 min, σ 1.2 — many short sessions and a long tail).
+    Lognormal {
+        /// Median lifetime.
+        median: Duration,
+        /// Standard deviation of the log.
+        sigma: f64,
+    },
+}
+
+impl Lifetime {
+    /// Mean lifetime in seconds.
+    pub fn mean_secs(&self) -> f64 {
+        match *self {
+            Lifetime::Exponential { mean } => mean.as_secs_f64(),
+            Lifetime::Lognormal { median, sigma } => {
+                median.as_secs_f64() * (sigma * sigma / 2.0).exp()
+            }
+        }
+    }
+
+    /// True for exponential lifetimes (sessions can be ended by counting, without clocks).
+    pub fn is_memoryless(&self) -> bool {
+        matches!(self, Lifetime::Exponential { .. })
+    }
+
+    /// A new session's lifetime (s).
+    pub fn sample(&self, rng: &mut Rng) -> f64 {
+        match *self {
+            Lifetime::Exponential { mean } => -mean.as_secs_f64() * (1.0 - rng.f64()).ln(),
+            Lifetime::Lognormal { median, sigma } => {
+                median.as_secs_f64() * (sigma * rng.normal()).exp()
+            }
+        }
+    }
+
+    /// What is left of a session found in progress in steady state (s): a uniform fraction
+    /// of a length-biased lifetime (for the lognormal, `ln` shifts by σ²).
+    pub fn residual(&self, rng: &mut Rng) -> f64 {
+        match *self {
+            Lifetime::Exponential { .. } => self.sample(rng),
+            Lifetime::Lognormal { median, sigma } => {
+                let biased = median.as_secs_f64() * (sigma * sigma + sigma * rng.normal()).exp();
+                biased * rng.f64()
+            }
+        }
+    }
+}
+
 /// The world every policy runs in.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WorldConfig {
@@ -107,8 +168,8 @@ pub struct WorldConfig {
     pub min_replicas: u32,
     /// Replica bounds.
     pub max_replicas: u32,
-    /// Mean session lifetime L (exponential).
-    pub mean_lifetime: Duration,
+    /// Session lifetime L (default: exponential, mean 15 min).
+    pub lifetime: Lifetime,
     /// Hold or reject when no pod has room.
     pub placement: Placement,
     /// Longest hold Q.
@@ -127,6 +188,12 @@ pub struct WorldConfig {
     pub scrape_interval: Duration,
     /// A replica patch takes effect after U(min, max).
     pub patch_delay: (Duration, Duration),
+    /// Every run first plays up to this much of its trace's start backwards, unmeasured, so
+    /// that each policy starts in its own steady state ([`Trace::with_preroll`]).
+    pub preroll: Duration,
+    /// tidegate's policy settings (`None`: the defaults); capacity, replica bounds and boot
+    /// time always come from this world.
+    pub tidegate: Option<crate::config::TidegatePolicyConfig>,
 }
 
 impl Default for WorldConfig {
@@ -138,7 +205,9 @@ impl Default for WorldConfig {
             boot_jitter: 0.2,
             min_replicas: 2,
             max_replicas: 200,
-            mean_lifetime: Duration::from_secs(15 * 60),
+            lifetime: Lifetime::Exponential {
+                mean: Duration::from_secs(15 * 60),
+            },
             placement: Placement::Hold,
             hold_limit: Duration::from_secs(5),
             termination: Termination::Grace,
@@ -148,11 +217,22 @@ impl Default for WorldConfig {
             pipeline: Pipeline::Prom,
             scrape_interval: Duration::from_secs(30),
             patch_delay: (Duration::from_millis(50), Duration::from_millis(500)),
+            preroll: Duration::from_secs(1200),
+            tidegate: None,
         }
     }
 }
 
 impl WorldConfig {
+    /// This world with a trace's population overrides (lifetimes, reconnect behaviour).
+    pub fn for_trace(&self, trace: &Trace) -> WorldConfig {
+        WorldConfig {
+            lifetime: trace.lifetime.unwrap_or(self.lifetime),
+            reconnect: trace.reconnect.unwrap_or(self.reconnect),
+            ..self.clone()
+        }
+    }
+
     /// Checks ranges; errors name the CLI flag.
     pub fn validate(&self) -> Result<(), Error> {
         if !(MIN_BOOT_DELAY..=MAX_BOOT_DELAY).contains(&self.boot_delay) {
@@ -198,6 +278,9 @@ pub struct PolicySetup {
     pub not_ready_at_capacity: bool,
     /// Offset of its first decision (HPA: random sync phase).
     pub phase: Duration,
+    /// Pods at t = 0: the policy's own steady state for D(0) (`None`: ceil(D(0)/T), the
+    /// baselines' steady state).
+    pub initial_replicas: Option<u32>,
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Demand traces D(t): the six named, seeded generators of `SIMULATOR.md`, and CSV files
+//! Demand traces D(t): the six named, seeded generators of the simulator's model
+//! (`docs/architecture.md`, section "The simulator"), generated families (`gen:…`), and CSV files
 //! (`t_seconds,connections`, header optional).
 //!
 //! A trace is demand sampled once per second, linearly interpolated in between (so D'(t) is
@@ -18,6 +19,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::setup::{Lifetime, Reconnect};
 use crate::Error;
 use crate::rng::Rng;
 
@@ -34,18 +36,29 @@ pub enum Event {
         /// How many pods.
         pods: u32,
     },
+    /// A rolling update of the Deployment starts at this time: every pod is replaced, with at
+    /// most `max_surge` extra pods and at most `max_unavailable` pods below `spec.replicas`
+    /// (fractions of `spec.replicas`, rounded up and down as Kubernetes does).
+    RollingDeploy {
+        /// When.
+        at: Duration,
+        /// `maxSurge` as a fraction of replicas.
+        max_surge: f64,
+        /// `maxUnavailable` as a fraction of replicas.
+        max_unavailable: f64,
+    },
 }
 
 impl Event {
     /// When the event happens.
     pub fn at(&self) -> Duration {
         match self {
-            Event::KillPods { at, .. } => *at,
+            Event::KillPods { at, .. } | Event::RollingDeploy { at, .. } => *at,
         }
     }
 }
 
-/// Demand over time, plus scripted events.
+/// Demand over time, plus scripted events and the traits of its client population.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trace {
     /// Name (built-in) or file path.
@@ -54,12 +67,79 @@ pub struct Trace {
     pub demand: Vec<f64>,
     /// Scripted events, in time order.
     pub events: Vec<Event>,
+    /// Times at which demand changes abruptly (steps, the start of a surge or a flash crowd):
+    /// time-to-cover and settling time are measured from them.
+    pub marks: Vec<Duration>,
+    /// Session lifetimes of this population, if not the world's.
+    pub lifetime: Option<Lifetime>,
+    /// How this population reconnects, if not as the world says.
+    pub reconnect: Option<Reconnect>,
 }
 
 impl Trace {
+    /// A trace with no events, marks or population overrides.
+    pub fn new(name: impl Into<String>, demand: Vec<f64>) -> Self {
+        Trace {
+            name: name.into(),
+            demand,
+            events: Vec::new(),
+            marks: Vec::new(),
+            lifetime: None,
+            reconnect: None,
+        }
+    }
+
     /// Length of the trace.
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.demand.len().saturating_sub(1) as u64)
+    }
+
+    /// This trace after a pre-roll of `secs` seconds: its first `secs` seconds played backwards,
+    /// so that every policy has run on a load like the one at t = 0 before it is measured.
+    /// Events and marks move by `secs`.
+    pub fn with_preroll(&self, secs: u64) -> Trace {
+        let n = (secs as usize).min(self.demand.len().saturating_sub(1));
+        let shift = Duration::from_secs(n as u64);
+        let mut demand: Vec<f64> = self.demand[1..=n].iter().rev().copied().collect();
+        demand.extend_from_slice(&self.demand);
+        let events = self
+            .events
+            .iter()
+            .map(|e| match *e {
+                Event::KillPods { at, pods } => Event::KillPods {
+                    at: at + shift,
+                    pods,
+                },
+                Event::RollingDeploy {
+                    at,
+                    max_surge,
+                    max_unavailable,
+                } => Event::RollingDeploy {
+                    at: at + shift,
+                    max_surge,
+                    max_unavailable,
+                },
+            })
+            .collect();
+        Trace {
+            demand,
+            events,
+            marks: self.marks.iter().map(|&m| m + shift).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The longest pre-roll up to `most` that stays before the first mark and event (so that
+    /// a step or a kill is not played backwards) and within half the trace.
+    pub fn preroll_secs(&self, most: Duration) -> u64 {
+        let first = self
+            .marks
+            .iter()
+            .copied()
+            .chain(self.events.iter().map(Event::at))
+            .min()
+            .map_or(u64::MAX, |d| d.as_secs().saturating_sub(1));
+        most.as_secs().min(first).min(self.demand.len() as u64 / 2)
     }
 
     /// D(t) and D'(t) (per second) at `t` seconds, linearly interpolated.
@@ -77,22 +157,27 @@ impl Trace {
     }
 }
 
-/// A built-in trace by name, or a CSV file if `spec` ends in `.csv`.
+/// A built-in trace by name, a generated one (`gen:<family>:<seed>`, see
+/// [`super::families`]), or a CSV file if `spec` ends in `.csv`.
 pub fn load(spec: &str, seed: u64) -> Result<Trace, Error> {
     if spec.ends_with(".csv") {
         return from_csv(Path::new(spec));
+    }
+    if let Some(rest) = spec.strip_prefix("gen:") {
+        return super::families::parse_spec(rest).map(|(f, s)| super::families::generate(f, s));
     }
     builtin(spec, seed)
 }
 
 /// One of the six named traces.
 pub fn builtin(name: &str, seed: u64) -> Result<Trace, Error> {
-    let (demand, events) = match name {
-        "step" => (step(), vec![]),
-        "ramp" => (ramp(), vec![]),
-        "surge" => (surge(), vec![]),
-        "diurnal" => (diurnal(seed), vec![]),
-        "flash" => (flash(), vec![]),
+    let secs = Duration::from_secs;
+    let (demand, events, marks) = match name {
+        "step" => (step(), vec![], vec![secs(300), secs(1500)]),
+        "ramp" => (ramp(), vec![], vec![]),
+        "surge" => (surge(), vec![], vec![secs(120)]),
+        "diurnal" => (diurnal(seed), vec![], vec![]),
+        "flash" => (flash(), vec![], vec![secs(585)]),
         "storm" => (
             vec![20_000.0; 2401],
             vec![
@@ -105,6 +190,7 @@ pub fn builtin(name: &str, seed: u64) -> Result<Trace, Error> {
                     pods: 3,
                 },
             ],
+            vec![secs(600), secs(1500)],
         ),
         _ => {
             return Err(Error::UnknownTrace {
@@ -114,13 +200,13 @@ pub fn builtin(name: &str, seed: u64) -> Result<Trace, Error> {
         }
     };
     Ok(Trace {
-        name: name.to_string(),
-        demand,
         events,
+        marks,
+        ..Trace::new(name, demand)
     })
 }
 
-fn tabulate(len: u64, mut f: impl FnMut(f64) -> f64) -> Vec<f64> {
+pub(crate) fn tabulate(len: u64, mut f: impl FnMut(f64) -> f64) -> Vec<f64> {
     (0..=len).map(|t| f(t as f64)).collect()
 }
 
@@ -247,11 +333,7 @@ pub fn from_csv(path: &Path) -> Result<Trace, Error> {
             _ => points[j].1,
         }
     });
-    Ok(Trace {
-        name,
-        demand,
-        events: Vec::new(),
-    })
+    Ok(Trace::new(name, demand))
 }
 
 #[cfg(test)]
@@ -276,6 +358,20 @@ mod tests {
             builtin("nope", 1),
             Err(Error::UnknownTrace { .. })
         ));
+    }
+
+    #[test]
+    fn the_preroll_mirrors_the_start_and_shifts_the_script() {
+        let s = builtin("step", 1).unwrap();
+        let pre = s.preroll_secs(Duration::from_secs(1200));
+        assert_eq!(pre, 299, "stops before the step at 300 s");
+        let p = s.with_preroll(pre);
+        assert_eq!(p.demand.len(), s.demand.len() + 299);
+        assert_eq!(p.at(0.0).0, s.at(299.0).0);
+        assert_eq!(p.at(299.0).0, s.at(0.0).0);
+        assert_eq!(p.marks[0], s.marks[0] + Duration::from_secs(299));
+        let storm = builtin("storm", 1).unwrap().with_preroll(100);
+        assert_eq!(storm.events[0].at(), Duration::from_secs(700));
     }
 
     #[test]

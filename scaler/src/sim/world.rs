@@ -1,29 +1,36 @@
 //! The simulated world: one policy, one trace, one seed, stepped every 100 ms.
 //!
 //! Each step, in order: pods finish booting, terminating pods reach their kill time, a pending
-//! replica patch takes effect, scripted events fire; then sessions end (memoryless lifetimes plus
-//! the extra departures of falling demand), held clients time out, and new and returning clients
+//! replica patch takes effect, scripted events fire and a rolling update in progress moves on;
+//! then sessions end (by counting for memoryless lifetimes, by their clocks otherwise, plus the
+//! extra departures of falling demand), held clients time out, and new and returning clients
 //! are placed (least connections under the hard cap, else held or refused); then the costs and
 //! elasticity figures are accumulated and, on its period, the policy observes and decides.
 //!
-//! Randomness comes from independent streams (arrivals, boots, patches, retries, scrapes), so one
-//! policy drawing more numbers in one place does not reshuffle the rest of its world.
+//! Randomness comes from independent streams (arrivals, boots, patches, retries, scrapes,
+//! lifetimes), so one policy drawing more numbers in one place does not reshuffle the rest of
+//! its world.
 
+mod account;
+mod flow;
 mod k8s;
 mod observe;
+mod rollout;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
-use super::clients::{CLASSES, HoldQueue, RetryWheel};
+use super::clients::{HoldQueue, RetryWheel};
 use super::metrics::{ForecastError, RunMetrics, WAIT_BINS, hist_percentile};
 use super::pods::{Pods, Stage};
-use super::setup::{Placement, PolicySetup, Reconnect, STEP, WorldConfig};
+use super::sessions::Clocks;
+use super::setup::{PolicySetup, STEP, WorldConfig};
 use super::trace::{Event, Trace};
-use crate::baselines::oracle::fluid_replicas;
 use crate::policy::PodObservation;
 use crate::rng::Rng;
+use account::Second;
+use rollout::Rollout;
 
 const DT: f64 = 0.1;
 /// A decision lowering replicas this soon after a scripted kill counts as storm-driven.
@@ -84,6 +91,7 @@ struct Rngs {
     patch: Rng,
     retry: Rng,
     scrape: Rng,
+    life: Rng,
 }
 
 /// The simulated world for one run.
@@ -111,16 +119,21 @@ pub struct World<'t> {
     last_desired: Option<u32>,
     not_ready_at_capacity: bool,
     standby_new_pods: bool,
+    clocks: Clocks,
+    rollout: Option<Rollout>,
+    seconds: Vec<Second>,
+    /// Step from which the run is measured (the end of the pre-roll).
+    origin: u64,
     m: RunMetrics,
     record: bool,
     out: RunOutput,
 }
 
 impl<'t> World<'t> {
-    /// A world at t = 0 in steady state: `ceil(D(0)/T)` Ready pods holding D(0) connections.
+    /// A world for `trace`; [`World::run`] starts it in steady state.
     pub fn new(cfg: WorldConfig, trace: &'t Trace, seed: u64, record: bool) -> Self {
         let wheel_steps = (30.0 / DT) as usize + 20;
-        let mut w = World {
+        World {
             trace,
             k: 0,
             rng: Rngs {
@@ -129,6 +142,7 @@ impl<'t> World<'t> {
                 patch: Rng::new(seed, 3),
                 retry: Rng::new(seed, 4),
                 scrape: Rng::new(seed, 5),
+                life: Rng::new(seed, 6),
             },
             pods: Pods::new(cfg.capacity),
             spec: 0,
@@ -149,24 +163,47 @@ impl<'t> World<'t> {
             last_desired: None,
             not_ready_at_capacity: false,
             standby_new_pods: false,
+            clocks: Clocks::default(),
+            rollout: None,
+            seconds: Vec::with_capacity(trace.demand.len() + 1),
+            origin: 0,
             m: RunMetrics::default(),
             record,
             out: RunOutput::default(),
             cfg,
-        };
-        w.init();
-        w
+        }
     }
 
-    fn init(&mut self) {
+    /// Measures the run only from `secs` on: what comes before is a pre-roll
+    /// ([`Trace::with_preroll`]) that brings every policy to its own steady state.
+    pub fn measured_from(mut self, secs: u64) -> Self {
+        self.origin = secs * 10;
+        self
+    }
+
+    /// Forgets everything measured so far; the pods, clients and policy carry on.
+    fn start_measuring(&mut self) {
+        self.m = RunMetrics::default();
+        self.fc_err = ForecastError::default();
+        self.wait_hist = [0; WAIT_BINS];
+        self.seconds.clear();
+        self.forecasts.clear();
+        self.out = RunOutput::default();
+    }
+
+    /// t = 0 in steady state: `initial` Ready pods (default `ceil(D(0)/T)`, the baselines'
+    /// steady state) holding D(0) connections.
+    fn init(&mut self, initial: Option<u32>) {
         let d0 = self.trace.at(0.0).0;
         let per_pod = f64::from(self.cfg.target);
-        let n0 = ((d0 / per_pod).ceil() as u32).clamp(self.cfg.min_replicas, self.cfg.max_replicas);
+        let n0 = initial
+            .unwrap_or((d0 / per_pod).ceil() as u32)
+            .clamp(self.cfg.min_replicas, self.cfg.max_replicas);
         for _ in 0..n0 {
             self.pods.create(Stage::Running, 0);
         }
         for _ in 0..d0.round() as u64 {
-            if self.pods.place().is_none() {
+            if self.place(true).is_none() {
                 break;
             }
         }
@@ -179,6 +216,7 @@ impl<'t> World<'t> {
 
     /// Runs `setup`'s policy over the whole trace.
     pub fn run(mut self, setup: &mut PolicySetup) -> RunOutput {
+        self.init(setup.initial_replicas);
         self.not_ready_at_capacity = setup.not_ready_at_capacity;
         self.standby_new_pods =
             matches!(setup.actuation, super::setup::Actuation::DrainFirst { .. });
@@ -190,6 +228,9 @@ impl<'t> World<'t> {
         let period = steps_of(setup.policy.period());
         let phase = steps_floor(setup.phase);
         while self.k < steps {
+            if self.k == self.origin && self.origin > 0 {
+                self.start_measuring();
+            }
             self.step_world();
             if self.k >= phase && (self.k - phase).is_multiple_of(sample) {
                 self.observe(setup);
@@ -206,11 +247,17 @@ impl<'t> World<'t> {
         self.k as f64 * DT
     }
 
+    /// Time since the measurement began (s).
+    fn measured_t(&self) -> f64 {
+        self.k.saturating_sub(self.origin) as f64 * DT
+    }
+
     fn step_world(&mut self) {
         self.boots_due();
         self.kills_due();
         self.patch_due();
         self.events_due();
+        self.rollout_due();
         self.scrape_due();
         let (d, slope) = self.trace.at(self.t());
         self.departures(slope);
@@ -218,118 +265,6 @@ impl<'t> World<'t> {
         self.arrivals(d, slope);
         self.account(d);
         self.check_forecasts(d);
-    }
-
-    fn departures(&mut self, slope: f64) {
-        let n = self.pods.connections() as f64;
-        let natural = n * DT / self.cfg.mean_lifetime.as_secs_f64();
-        let mut k = self.rng.world.poisson(natural);
-        if slope < 0.0 {
-            k += self.rng.world.poisson(-slope * DT);
-        }
-        for _ in 0..k {
-            let Some(slot) = self.pods.depart_random(&mut self.rng.world) else {
-                break;
-            };
-            let pod = &self.pods.slots[slot];
-            if pod.conns == 0 && pod.stage == (Stage::Terminating { kill_at: None }) {
-                self.pods.remove(slot);
-            }
-        }
-    }
-
-    fn expire_held(&mut self) {
-        if self.cfg.placement != Placement::Hold {
-            return;
-        }
-        let hold = steps_of(self.cfg.hold_limit);
-        let Some(cutoff) = self.k.checked_sub(hold) else {
-            return;
-        };
-        while let Some(batch) = self.queue.expire(cutoff) {
-            for _ in 0..batch.count {
-                self.refuse(usize::from(batch.class));
-            }
-        }
-    }
-
-    fn arrivals(&mut self, d: f64, slope: f64) {
-        while self.queue.len() > 0 {
-            if self.pods.place().is_none() {
-                break;
-            }
-            if let Some(h) = self.queue.pop_one() {
-                self.record_wait(self.k - h.since);
-            }
-        }
-        let rate = slope.max(0.0) + d / self.cfg.mean_lifetime.as_secs_f64();
-        let new = self.rng.world.poisson(rate * DT);
-        self.m.first_attempts += f64::from(new);
-        for _ in 0..new {
-            self.attempt(0);
-        }
-        let due = self.wheel.take(self.k);
-        for (class, &count) in due.iter().enumerate() {
-            for _ in 0..count {
-                self.attempt(class);
-            }
-        }
-    }
-
-    /// One connection attempt; `class` is the retry index used if it fails.
-    fn attempt(&mut self, class: usize) {
-        self.m.attempts += 1.0;
-        if self.queue.len() == 0 && self.pods.place().is_some() {
-            self.wait_hist[0] += 1;
-            return;
-        }
-        match self.cfg.placement {
-            Placement::Hold => self.queue.push(self.k, class as u8, 1),
-            Placement::Reject => self.refuse(class),
-        }
-    }
-
-    fn record_wait(&mut self, steps: u64) {
-        self.wait_hist[(steps as usize).min(WAIT_BINS - 1)] += 1;
-    }
-
-    fn refuse(&mut self, class: usize) {
-        self.m.rejected += 1.0;
-        self.refused_since_sample += 1;
-        self.schedule_retry(class);
-    }
-
-    /// Schedules a reconnect after the backoff of retry index `class`; the client gives up with
-    /// the probability that its session would have ended meanwhile.
-    fn schedule_retry(&mut self, class: usize) {
-        let sleep = match self.cfg.reconnect {
-            Reconnect::Jitter => {
-                let cap = (1u64 << class.min(CLASSES)) as f64;
-                self.rng.retry.uniform(0.0, cap.min(30.0))
-            }
-            Reconnect::Herd => 1.0,
-        };
-        let survive = (-sleep / self.cfg.mean_lifetime.as_secs_f64()).exp();
-        if self.rng.retry.f64() >= survive {
-            return;
-        }
-        let steps = ((sleep / DT).ceil() as u64).max(1);
-        self.wheel
-            .schedule(self.k + steps, (class + 1).min(CLASSES - 1));
-    }
-
-    /// Kills a pod: its clients are disconnected and reconnect.
-    fn kill(&mut self, slot: usize, cause: Cause) {
-        let n = self.pods.slots[slot].conns;
-        match cause {
-            Cause::ScaleDown => self.m.forced_disconnects += f64::from(n),
-            Cause::Scripted => self.m.storm_disconnects += f64::from(n),
-        }
-        self.m.first_attempts += f64::from(n);
-        self.pods.remove(slot);
-        for _ in 0..n {
-            self.schedule_retry(0);
-        }
     }
 
     fn events_due(&mut self) {
@@ -340,6 +275,11 @@ impl<'t> World<'t> {
             self.next_event += 1;
             match *ev {
                 Event::KillPods { pods, .. } => self.kill_random_pods(pods),
+                Event::RollingDeploy {
+                    max_surge,
+                    max_unavailable,
+                    ..
+                } => self.start_rollout(max_surge, max_unavailable),
             }
             self.storm_until = self.k + STORM_WINDOW_STEPS;
         }
@@ -362,49 +302,11 @@ impl<'t> World<'t> {
         self.reconcile();
     }
 
-    fn account(&mut self, d: f64) {
-        let (mut billed, mut ready) = (0u32, 0u32);
-        for (_, p) in self.pods.alive() {
-            billed += 1;
-            ready += u32::from(p.stage == Stage::Running);
-        }
-        let need = fluid_replicas(
-            d,
-            self.cfg.capacity,
-            self.cfg.min_replicas,
-            self.cfg.max_replicas,
-        );
-        let m = &mut self.m;
-        m.pod_seconds += f64::from(billed) * DT;
-        m.lb1_pod_seconds += f64::from(need) * DT;
-        m.connection_hours += self.pods.connections() as f64 * DT / 3600.0;
-        let (s, dd) = (f64::from(ready), f64::from(need.max(1)));
-        m.theta_u += (dd - s).max(0.0) / dd * DT;
-        m.theta_o += (s - dd).max(0.0) / dd * DT;
-        m.tau_u += if s < dd { DT } else { 0.0 };
-        m.tau_o += if s > dd { DT } else { 0.0 };
-        if self.record && self.k.is_multiple_of(TIMELINE_EVERY) {
-            self.out.timeline.push(TimelinePoint {
-                t: self.t(),
-                demand: d,
-                connections: self.pods.connections() as f64,
-                ready,
-                replicas: self.spec,
-            });
-        }
-    }
-
-    fn check_forecasts(&mut self, d: f64) {
-        while self.forecasts.front().is_some_and(|f| f.0 <= self.k) {
-            if let Some((_, f, naive)) = self.forecasts.pop_front() {
-                self.fc_err.add(f, naive, d);
-            }
-        }
-    }
-
     fn finish(mut self) -> RunOutput {
-        let total = self.k as f64 * DT;
+        let total = self.measured_t();
+        let (cover, settle) = self.cover_and_settle();
         let m = &mut self.m;
+        (m.time_to_cover_s, m.settling_s) = (cover, settle);
         for x in [&mut m.theta_u, &mut m.theta_o, &mut m.tau_u, &mut m.tau_o] {
             *x = 100.0 * *x / total.max(DT);
         }

@@ -39,7 +39,12 @@ impl World<'_> {
             self.killing.pop();
             let pod = &self.pods.slots[slot];
             if pod.alive && pod.id == id && matches!(pod.stage, Stage::Terminating { .. }) {
-                self.kill(slot, Cause::ScaleDown);
+                let cause = if pod.scripted {
+                    Cause::Scripted
+                } else {
+                    Cause::ScaleDown
+                };
+                self.kill(slot, cause);
             }
         }
     }
@@ -74,28 +79,25 @@ impl World<'_> {
         self.m.api_writes += 1.0;
     }
 
-    /// The ReplicaSet: make the number of non-terminating pods equal `spec`.
+    /// The ReplicaSet: make the number of non-terminating pods equal `spec` (during a rolling
+    /// update, anywhere from `spec` to `spec + maxSurge`: the rollout does the rest).
     pub(super) fn reconcile(&mut self) {
-        let live: Vec<usize> = self
-            .pods
-            .alive()
-            .filter(|(_, p)| !matches!(p.stage, Stage::Terminating { .. }))
-            .map(|(s, _)| s)
-            .collect();
+        let live = self.live_slots();
         let have = live.len() as u32;
+        let most = self.rollout.map_or(self.spec, |r| r.most_pods(self.spec));
         if self.spec > have {
             for _ in have..self.spec {
                 self.start_pod();
             }
-        } else if self.spec < have {
+        } else if most < have {
             let victims = self.rank_victims(live);
-            for &slot in victims.iter().take((have - self.spec) as usize) {
+            for &slot in victims.iter().take((have - most) as usize) {
                 self.terminate(slot);
             }
         }
     }
 
-    fn start_pod(&mut self) {
+    pub(super) fn start_pod(&mut self) {
         let j = self.cfg.boot_jitter;
         let boot = self.cfg.boot_delay.as_secs_f64() * self.rng.boot.uniform(1.0 - j, 1.0 + j);
         let ready_at = self.k + ((boot / DT).round() as u64).max(1);
@@ -105,9 +107,9 @@ impl World<'_> {
         self.m.pod_starts += 1.0;
     }
 
-    /// ReplicaSet victim order: Pending first, then NotReady, then lower deletion cost, then the
-    /// most recently Ready (newest first).
-    fn rank_victims(&self, mut live: Vec<usize>) -> Vec<usize> {
+    /// ReplicaSet victim order: Pending first, then NotReady, then lower deletion cost, then
+    /// pods a rolling update is replacing, then the most recently Ready (newest first).
+    pub(super) fn rank_victims(&self, mut live: Vec<usize>) -> Vec<usize> {
         let cap = self.cfg.capacity;
         let key = |slot: &usize| {
             let p = &self.pods.slots[*slot];
@@ -122,16 +124,19 @@ impl World<'_> {
                 Victims::DeletionCost => i64::from(p.conns),
             };
             let since = if rank == 0 { p.created } else { p.ready_since };
-            (rank, cost, Reverse(since), Reverse(p.id))
+            (rank, cost, !p.old, Reverse(since), Reverse(p.id))
         };
         live.sort_by_key(key);
         live
     }
 
-    fn terminate(&mut self, slot: usize) {
+    pub(super) fn terminate(&mut self, slot: usize) {
         let pod = &mut self.pods.slots[slot];
         if matches!(pod.stage, Stage::Booting { .. }) {
-            self.pods.remove(slot);
+            if !pod.scripted {
+                self.m.cancelled_boots += 1.0;
+            }
+            self.remove_pod(slot);
             return;
         }
         match self.cfg.termination {
@@ -148,7 +153,7 @@ impl World<'_> {
             Termination::Drain => {
                 pod.stage = Stage::Terminating { kill_at: None };
                 if pod.conns == 0 {
-                    self.pods.remove(slot);
+                    self.remove_pod(slot);
                 } else {
                     self.pods.refresh(slot);
                 }

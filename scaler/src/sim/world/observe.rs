@@ -135,14 +135,14 @@ impl World<'_> {
             self.forecasts.push_back((due, f.connections, naive));
         }
         self.actuate(setup, &decision);
-        if self.record {
+        if self.record && self.k >= self.origin {
             let ready = self
                 .pods
                 .alive()
                 .filter(|(_, p)| p.stage == Stage::Running)
                 .count();
             self.out.decisions.push(DecisionRow {
-                t: self.t(),
+                t: self.measured_t(),
                 desired: decision.replicas,
                 ready: ready as u32,
                 connections: self.pods.connections(),
