@@ -79,6 +79,12 @@ pub(super) fn weight(rates: Rates, queued: u32, mean: f64) -> f64 {
     1.0 + mean + f64::from(rates.arrivals) + UNMET_WEIGHT * unmet
 }
 
+/// Whether a member with these reported `rates` and `queued` upgrades waiting has demand it
+/// cannot meet: upgrades queued now or refused within about [`REFUSALS_TAU`].
+pub(super) fn unmet(rates: Rates, queued: u32) -> bool {
+    queued > 0 || rates.refused > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
