@@ -7,9 +7,11 @@
 //! is idle, so an edge that suddenly gets traffic always has some room, and first to the edges
 //! that queue or refuse. The rates are the ones each member smoothed itself and reported
 //! (rounded), this node's own included, so every member derives the same weights. A member's
-//! target is what it occupies plus its part of the free slots; a leaving member's is what it occupies. Members above target by
-//! at least a threshold give the excess to those below, in one matching every member computes
-//! alike (holders and recipients in id order), so two holders do not both fill the same gap.
+//! target is what it occupies plus its part of the free slots; a leaving member's is what it
+//! occupies. Members above target by at least a threshold (`cap/32`, or one slot while a member
+//! below target has upgrades waiting) give the excess to those below, in one matching every
+//! member computes alike (holders and recipients in id order), so two holders do not both fill
+//! the same gap.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,8 +27,8 @@ struct Holding {
     share: u64,
     incoming: u64,
     weight: f64,
-    /// It queues or has just refused: a give to it needs no threshold.
-    unmet: bool,
+    /// It has upgrades waiting: a give to it needs no threshold.
+    waiting: bool,
     epoch: u32,
 }
 
@@ -110,7 +112,7 @@ impl Node {
             share: u64::from(b.share),
             incoming: 0,
             weight,
-            unmet: rates::unmet(self.rates.quantized(), self.demand.queued),
+            waiting: rates::waits(self.demand.queued),
             epoch: 0,
         }
     }
@@ -150,7 +152,7 @@ impl Node {
                     share: u64::from(b.share),
                     incoming: incoming.get(&(id, b.address)).copied().unwrap_or(0),
                     weight,
-                    unmet: rates::unmet(r.rates, r.queued),
+                    waiting: rates::waits(r.queued),
                     epoch: b.epoch,
                 });
             }
@@ -180,10 +182,10 @@ fn gives_of(me: MemberId, cap: u64, salt: u64, hs: &[Holding]) -> Vec<(MemberId,
         .map(|(h, &t)| (h.id, t - h.share - h.incoming))
         .collect();
     // Small excesses stay put (members seeing reports of different ages would hand them back
-    // and forth) — unless someone below target has upgrades waiting or refused: then every
-    // spare slot counts, or a cap spread thinly over idle members stays out of reach.
-    let unmet = below.into_iter().any(|(h, _)| h.unmet);
-    let threshold = if unmet { 1 } else { (cap / 32).max(1) };
+    // and forth) — unless someone below target has upgrades waiting: then every spare slot
+    // counts, or a cap spread thinly over idle members stays out of reach of the queue.
+    let waiting = below.into_iter().any(|(h, _)| h.waiting);
+    let threshold = if waiting { 1 } else { (cap / 32).max(1) };
     let mut out = Vec::new();
     let mut next = 0;
     for (h, &t) in hs.iter().zip(&targets) {
@@ -248,7 +250,7 @@ mod tests {
             share,
             incoming: 0,
             weight,
-            unmet: false,
+            waiting: false,
             epoch: 0,
         }
     }
@@ -310,7 +312,7 @@ mod tests {
         let mut hs = [h(1, 0, 2, 1.0), h(2, 0, 2, 1.0), h(3, 96, 96, 50.0)];
         let none: [(MemberId, u64); 0] = [];
         assert_eq!(gives_of(1, 100, 0, &hs), none);
-        hs[2].unmet = true;
+        hs[2].waiting = true;
         hs[2].weight = 5000.0;
         assert_eq!(gives_of(1, 100, 0, &hs), [(3, 2)]);
         assert_eq!(gives_of(2, 100, 0, &hs), [(3, 2)]);
