@@ -5,6 +5,7 @@
 //!
 //! Messages go through [`super::wire`] like real ones, so byte counts are the real sizes.
 
+mod queue;
 mod table;
 
 use std::cmp::Reverse;
@@ -175,12 +176,6 @@ impl Cluster {
         c
     }
 
-    /// Every replica queues attempts it has no room for as the proxy does (`queue_timeout`,
-    /// `queue_max`); the default refuses them at once.
-    pub fn set_queue(&mut self, policy: QueuePolicy) {
-        self.queue_policy = policy;
-    }
-
     /// Simulated time since the start.
     pub fn elapsed(&self) -> Duration {
         self.now
@@ -230,95 +225,6 @@ impl Cluster {
         if let Some(slot) = self.replicas.get_mut(index) {
             *slot = None;
         }
-    }
-
-    /// `n` connection attempts at replica `index`; returns how many were admitted at once
-    /// (the others wait in its queue, if it has one, or are refused).
-    pub fn arrive(&mut self, index: usize, n: u32) -> u32 {
-        let peers = self.occupied_elsewhere(index);
-        let policy = self.queue_policy;
-        let deadline = self.now + policy.timeout;
-        let Some(Some(r)) = self.replicas.get_mut(index) else {
-            return 0;
-        };
-        let (mut admitted, mut refused) = (0, 0);
-        for _ in 0..n {
-            r.attempts += 1;
-            self.stats.attempts += 1;
-            if r.waiting.is_empty()
-                && let Some(b) = r.table.admit(&peers)
-            {
-                r.connections.push(b);
-                admitted += 1;
-            } else if !policy.timeout.is_zero() && r.waiting.len() < policy.max_waiting {
-                r.waiting.push_back(deadline);
-                self.stats.queued += 1;
-            } else {
-                refused += 1;
-            }
-        }
-        r.admitted += u64::from(admitted);
-        let queued = u32::try_from(r.waiting.len()).unwrap_or(u32::MAX);
-        r.node.queue_grew(queued);
-        self.refuse(index, refused);
-        self.check();
-        admitted
-    }
-
-    /// Counts `n` attempts refused at replica `index` now, and those refused while the
-    /// cluster had room this replica's share did not reach.
-    fn refuse(&mut self, index: usize, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let free = self.free_somewhere(index);
-        if let Some(Some(r)) = self.replicas.get_mut(index) {
-            r.refused += n;
-        }
-        self.stats.refused += n;
-        if free > 0 {
-            self.stats.refused_with_room += n;
-        }
-    }
-
-    /// Admits what waits in replica `index`'s queue while it has room, oldest first.
-    fn serve(&mut self, index: usize) {
-        let Some(Some(r)) = self.replicas.get(index) else {
-            return;
-        };
-        if r.waiting.is_empty() {
-            return;
-        }
-        let peers = self.occupied_elsewhere(index);
-        let (now, timeout) = (self.now, self.queue_policy.timeout);
-        let Some(Some(r)) = self.replicas.get_mut(index) else {
-            return;
-        };
-        while let Some(&deadline) = r.waiting.front() {
-            let Some(b) = r.table.admit(&peers) else {
-                break;
-            };
-            r.waiting.pop_front();
-            r.connections.push(b);
-            r.admitted += 1;
-            self.stats
-                .waits
-                .push(now.saturating_sub(deadline - timeout));
-        }
-    }
-
-    /// Refuses what has waited in replica `index`'s queue until its deadline.
-    fn expire(&mut self, index: usize) {
-        let now = self.now;
-        let Some(Some(r)) = self.replicas.get_mut(index) else {
-            return;
-        };
-        let mut n = 0;
-        while r.waiting.front().is_some_and(|&d| d <= now) {
-            r.waiting.pop_front();
-            n += 1;
-        }
-        self.refuse(index, n);
     }
 
     /// Closes `n` connections of replica `index`, oldest first.
@@ -371,14 +277,6 @@ impl Cluster {
         };
         let live = self.replicas.iter().enumerate();
         live.filter_map(|(i, r)| Some((at(r.as_ref()?), i))).min()
-    }
-
-    /// The next deadline of an attempt waiting in any replica's queue.
-    fn next_deadline(&self) -> Option<(Duration, usize)> {
-        let live = self.replicas.iter().enumerate();
-        let front = |r: &Replica| r.waiting.front().copied();
-        live.filter_map(|(i, r)| Some((front(r.as_ref()?)?, i)))
-            .min()
     }
 
     fn tick(&mut self, i: usize, early: bool) {
