@@ -51,6 +51,10 @@ struct Args {
     /// `queue_max`, whose default this is).
     #[arg(long, default_value_t = 1024)]
     queue_max: usize,
+    /// Spreads each burst's arrivals evenly over this many ms (ten equal parts); 0: all at one
+    /// instant.
+    #[arg(long, default_value_t = 0)]
+    burst_ms: u64,
     /// Only the clean steady run of this many replicas (for instruction counts), printing
     /// its bytes and reports per replica per second.
     #[arg(long)]
@@ -138,10 +142,12 @@ fn measure_from_here() {
 }
 
 /// Bursts of arrivals for 60 % of the free slots, `skew` of them at the first two replicas and
-/// the rest spread, all at one instant; what a replica has no room for waits in its queue (up
-/// to `--queue-timeout-ms`) or is refused, and the refused retry once a second later.
+/// the rest spread, all at one instant (or over `--burst-ms`); what a replica has no room for
+/// waits in its queue (up to `--queue-timeout-ms`) or is refused, and the refused retry once a
+/// second after the last arrival.
 fn bursts(a: &Args, replicas: usize, skew: f64) -> Burst {
     const ROUNDS: usize = 5;
+    const SLICES: usize = 10;
     let mut c = cluster(a, replicas, Network::default());
     c.set_queue(QueuePolicy {
         timeout: Duration::from_millis(a.queue_timeout_ms.min(1000)),
@@ -169,10 +175,17 @@ fn bursts(a: &Args, replicas: usize, skew: f64) -> Burst {
         };
         let before = c.stats.clone();
         let start: Vec<(u64, u64)> = (0..replicas).map(|r| counts(&c, r)).collect();
-        for r in 0..replicas {
-            let n = at(r) as u32;
-            c.arrive(r, n);
-            wanted += u64::from(n);
+        // In SLICES equal parts over --burst-ms, or all at one instant.
+        let slices = if a.burst_ms == 0 { 1 } else { SLICES };
+        for slice in 0..slices {
+            for r in 0..replicas {
+                let n = (at(r) * (slice + 1) / slices - at(r) * slice / slices) as u32;
+                c.arrive(r, n);
+                wanted += u64::from(n);
+            }
+            if a.burst_ms > 0 {
+                c.run_for(Duration::from_millis(a.burst_ms) / slices as u32);
+            }
         }
         first += c.stats.attempts - before.attempts;
         queued += c.stats.queued - before.queued;
@@ -298,9 +311,10 @@ fn main() {
         a.replicas
     );
     println!(
-        "| queue in the burst runs: timeout {} ms, max {} | | |",
+        "| queue in the burst runs: timeout {} ms, max {}; bursts over {} ms | | |",
         a.queue_timeout_ms.min(1000),
-        a.queue_max
+        a.queue_max,
+        a.burst_ms
     );
     println!("|---|---|---|");
     for (name, x, y) in rows {
