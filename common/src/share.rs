@@ -22,7 +22,9 @@
 //!
 //! Where shares go — toward the arrivals — is policy, not safety: every replica computes the
 //! same targets from the same reports (half of the free slots split evenly, half by arrival
-//! rate and queue) and gives its excess to the members below target.
+//! rate and queue) and gives its excess to the members below target. When upgrades wait in a
+//! replica's queue, it and the peers that can give bring their ticks forward, so the share
+//! comes within a round trip (`node::early`).
 //!
 //! The exception: a replica that cannot be heard for `peer_timeout` is taken for gone and its
 //! share is claimed; if it is alive and partitioned, it keeps serving what it holds, and two

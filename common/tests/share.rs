@@ -11,6 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tidegate_common::share::Settings;
 use tidegate_common::share::sim::{Cluster, Network};
+use tidegate_common::table::queue::QueuePolicy;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -48,6 +49,7 @@ proptest! {
         loss in 0.0..0.3f64,
         max_delay_ms in 0..500u64,
         seed in any::<u64>(),
+        queue_ms in prop_oneof![Just(0u64), 1..1000u64],
         ops in prop::collection::vec(op(), 1..60),
     ) {
         let network = Network {
@@ -60,6 +62,8 @@ proptest! {
         let mut c = Cluster::new(
             replicas, &backends(nbackends), cap, interval, settings, network, seed,
         );
+        // Attempts without room wait (and are admitted as shares arrive) or are refused.
+        c.set_queue(QueuePolicy { timeout: Duration::from_millis(queue_ms), max_waiting: 16 });
         for op in ops {
             let n = c.replicas.len();
             match op {
@@ -112,5 +116,41 @@ fn a_burst_spread_over_three_replicas_fills_the_cap_after_one_retry_round() {
     let again = c.arrive(0, refused.min(10)) + c.arrive(1, refused.saturating_sub(10));
     let used = first + again;
     assert!(used >= 11, "{first} + {again} of 12 slots after one retry");
+    assert_eq!(c.stats.overshoot, 0);
+}
+
+#[test]
+fn upgrades_waiting_for_a_share_get_one_within_a_round_trip_not_a_sync_interval() {
+    let interval = Duration::from_millis(200);
+    let network = Network::default(); // 0.2–2 ms one way
+    let mut c = Cluster::new(
+        3,
+        &backends(1),
+        30,
+        interval,
+        Settings::default(),
+        network,
+        11,
+    );
+    c.set_queue(QueuePolicy {
+        timeout: Duration::from_secs(1),
+        max_waiting: 64,
+    });
+    c.run_for(Duration::from_secs(2));
+    let share = c.replicas[0].as_ref().unwrap().table.share(backends(1)[0]);
+    assert!((9..=11).contains(&share), "an even split first: {share}");
+    // Twice its share at replica 0, at once: the rest waits for the others' spare share.
+    let at_once = c.arrive(0, 20);
+    assert_eq!(at_once, share);
+    c.run_for(Duration::from_millis(30));
+    let r = c.replicas[0].as_ref().unwrap();
+    assert_eq!(
+        (r.admitted(), r.refused(), r.waiting()),
+        (20, 0, 0),
+        "all served within 30 ms"
+    );
+    let longest = c.stats.waits.iter().max().copied().unwrap_or_default();
+    assert!(longest < Duration::from_millis(30), "waited {longest:?}");
+    assert!(c.stats.early_ticks > 0);
     assert_eq!(c.stats.overshoot, 0);
 }

@@ -1,6 +1,7 @@
 //! The Kubernetes client shared by discovery ([`crate::discovery::kube`]), the Deployment
 //! target ([`crate::target::deployment`]) and leader election ([`crate::leader`]): how
-//! credentials are found, and what can go wrong talking to the API server.
+//! credentials are found, and what can go wrong talking to the API server; and the
+//! EndpointSlice watch that backend and peer discovery share ([`follow_slices`]).
 //!
 //! Every service builds its own [`Client`] inside its `start()`, on the runtime that uses it (a
 //! client built before `server.run` dies with the runtime that built it).
@@ -11,6 +12,9 @@
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod slices;
+
+pub use slices::follow_slices;
 
 use std::future::Future;
 use std::time::Duration;

@@ -70,6 +70,8 @@ pub struct Peers {
     discovered: Mutex<Option<Vec<SocketAddr>>>,
     /// Each peer's last refusal total, and the sum of their growth (monotonic).
     refusals: Mutex<(HashMap<MemberId, u64>, u64)>,
+    /// Wakes the sync loop for a tick brought forward (`share::node::EARLY_GAP`).
+    early: tokio::sync::Notify,
     /// Set once this replica has left (shutdown: shares given back) — the admin listener
     /// keeps serving peers until then.
     left: watch::Sender<bool>,
@@ -100,6 +102,7 @@ impl Peers {
             role,
             discovered: Mutex::new(None),
             refusals: Mutex::new((HashMap::new(), 0)),
+            early: tokio::sync::Notify::new(),
             left: watch::Sender::new(false),
         })
     }
@@ -117,7 +120,12 @@ impl Peers {
     pub fn receive(&self, report: Report, source: Option<SocketAddr>) -> Received {
         let now = tokio::time::Instant::now().into_std();
         let table = &*self.proxy.table;
-        let received = self.node().receive(now, report, source, &mut &*table);
+        let mut node = self.node();
+        let received = node.receive(now, report, source, &mut &*table);
+        if node.early_tick(now).is_some() {
+            self.early.notify_one();
+        }
+        drop(node);
         self.metrics.received(received);
         received
     }

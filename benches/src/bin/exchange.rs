@@ -21,6 +21,7 @@ use std::time::Duration;
 use clap::Parser;
 use tidegate_common::share::Settings;
 use tidegate_common::share::sim::{Cluster, Network, Stats};
+use tidegate_common::table::queue::QueuePolicy;
 
 /// Flags.
 #[derive(Debug, Parser)]
@@ -41,6 +42,19 @@ struct Args {
     /// Seed of the simulation.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// How long an attempt the replica has no room for waits in its queue in the burst runs,
+    /// in ms (the proxy's `queue_timeout`; 0 refuses at once). At most 1000: the refused
+    /// retry a second after the burst.
+    #[arg(long, default_value_t = 1000)]
+    queue_timeout_ms: u64,
+    /// The most attempts waiting at once per replica in the burst runs (the proxy's
+    /// `queue_max`, whose default this is).
+    #[arg(long, default_value_t = 1024)]
+    queue_max: usize,
+    /// Spreads each burst's arrivals evenly over this many ms (ten equal parts); 0: all at one
+    /// instant.
+    #[arg(long, default_value_t = 0)]
+    burst_ms: u64,
     /// Only the clean steady run of this many replicas (for instruction counts), printing
     /// its bytes and reports per replica per second.
     #[arg(long)]
@@ -57,10 +71,23 @@ struct Column {
     clean: (Duration, Duration),
     lossy: (Duration, Duration),
     overshoot: u64,
+    spread: Burst,
+    skewed: Burst,
+}
+
+/// What the burst runs measured.
+struct Burst {
+    /// First attempts refused while a slot was free elsewhere (fragmentation).
     first_round: f64,
+    /// Share of the bursts admitted after one retry round.
     after_retry: f64,
-    skewed_first_round: f64,
-    skewed_after_retry: f64,
+    /// Share of the first attempts that waited in a queue.
+    queued: f64,
+    /// Their wait, p50 and p99.
+    wait: (Duration, Duration),
+    /// Ticks brought forward per replica per burst.
+    early_ticks: f64,
+    stats: Stats,
 }
 
 fn backends(n: usize) -> Vec<SocketAddr> {
@@ -115,14 +142,26 @@ fn measure_from_here() {
 }
 
 /// Bursts of arrivals for 60 % of the free slots, `skew` of them at the first two replicas and
-/// the rest spread; the refused retry once a second later. Returns the refused-with-room share
-/// of first attempts, the share of the burst admitted after the retry, and the stats.
-fn bursts(a: &Args, replicas: usize, skew: f64) -> (f64, f64, Stats) {
+/// the rest spread, all at one instant (or over `--burst-ms`); what a replica has no room for
+/// waits in its queue (up to `--queue-timeout-ms`) or is refused, and the refused retry once a
+/// second after the last arrival.
+fn bursts(a: &Args, replicas: usize, skew: f64) -> Burst {
+    const ROUNDS: usize = 5;
+    const SLICES: usize = 10;
     let mut c = cluster(a, replicas, Network::default());
+    c.set_queue(QueuePolicy {
+        timeout: Duration::from_millis(a.queue_timeout_ms.min(1000)),
+        max_waiting: a.queue_max,
+    });
     c.run_for(Duration::from_secs(3));
     let slots = a.capacity as usize * a.backends;
     let (mut first, mut with_room, mut wanted, mut admitted) = (0u64, 0u64, 0u64, 0u64);
-    for round in 0..5 {
+    let (mut queued, mut waits, mut early) = (0u64, Vec::new(), 0u64);
+    let counts = |c: &Cluster, r: usize| {
+        let x = c.replicas[r].as_ref();
+        x.map_or((0, 0), |x| (x.admitted(), x.refused()))
+    };
+    for round in 0..ROUNDS {
         let free = slots - c.occupied() as usize;
         let burst = free * 6 / 10;
         let hot = if replicas > 2 { 2 } else { replicas };
@@ -135,21 +174,34 @@ fn bursts(a: &Args, replicas: usize, skew: f64) -> (f64, f64, Stats) {
             (burst as f64 * share).round() as usize
         };
         let before = c.stats.clone();
-        let mut refused = Vec::new();
-        for r in 0..replicas {
-            let n = at(r) as u32;
-            let got = c.arrive(r, n);
-            refused.push(n - got);
-            admitted += u64::from(got);
-            wanted += u64::from(n);
+        let start: Vec<(u64, u64)> = (0..replicas).map(|r| counts(&c, r)).collect();
+        // In SLICES equal parts over --burst-ms, or all at one instant.
+        let slices = if a.burst_ms == 0 { 1 } else { SLICES };
+        for slice in 0..slices {
+            for r in 0..replicas {
+                let n = (at(r) * (slice + 1) / slices - at(r) * slice / slices) as u32;
+                c.arrive(r, n);
+                wanted += u64::from(n);
+            }
+            if a.burst_ms > 0 {
+                c.run_for(Duration::from_millis(a.burst_ms) / slices as u32);
+            }
         }
         first += c.stats.attempts - before.attempts;
-        with_room += c.stats.refused_with_room - before.refused_with_room;
+        queued += c.stats.queued - before.queued;
+        // Every first attempt is admitted or refused within the queue timeout (≤ 1 s).
         c.run_for(Duration::from_secs(1));
-        for (r, n) in refused.into_iter().enumerate() {
-            admitted += u64::from(c.arrive(r, n));
+        with_room += c.stats.refused_with_room - before.refused_with_room;
+        waits.extend_from_slice(&c.stats.waits[before.waits.len()..]);
+        early += c.stats.early_ticks - before.early_ticks;
+        for (r, &(_, refused0)) in start.iter().enumerate() {
+            let refused = counts(&c, r).1 - refused0;
+            c.arrive(r, u32::try_from(refused).unwrap_or(u32::MAX));
         }
         c.run_for(Duration::from_secs(2));
+        for (r, &(admitted0, _)) in start.iter().enumerate() {
+            admitted += counts(&c, r).0 - admitted0;
+        }
         // A tenth of the connections leave before the next burst.
         for r in 0..replicas {
             let held = c.replicas[r].as_ref().map_or(0, |x| x.connections.len());
@@ -157,8 +209,14 @@ fn bursts(a: &Args, replicas: usize, skew: f64) -> (f64, f64, Stats) {
         }
         c.run_for(Duration::from_secs(2));
     }
-    let frag = with_room as f64 / first.max(1) as f64;
-    (frag, admitted as f64 / wanted.max(1) as f64, c.stats)
+    Burst {
+        first_round: with_room as f64 / first.max(1) as f64,
+        after_retry: admitted as f64 / wanted.max(1) as f64,
+        queued: queued as f64 / first.max(1) as f64,
+        wait: quantiles(waits),
+        early_ticks: early as f64 / (ROUNDS * replicas) as f64,
+        stats: c.stats,
+    }
 }
 
 fn column(a: &Args, replicas: usize) -> Column {
@@ -169,10 +227,10 @@ fn column(a: &Args, replicas: usize) -> Column {
         loss: 0.05,
     };
     let lossy = steady(a, replicas, lossy_net);
-    let (first_round, after_retry, b1) = bursts(a, replicas, 0.7);
-    let (skewed_first_round, skewed_after_retry, b2) = bursts(a, replicas, 1.0);
+    let spread = bursts(a, replicas, 0.7);
+    let skewed = bursts(a, replicas, 1.0);
     let secs = a.seconds as f64;
-    let overshoot = [&clean, &lossy, &b1, &b2]
+    let overshoot = [&clean, &lossy, &spread.stats, &skewed.stats]
         .iter()
         .map(|s| s.overshoot.max(s.share_overshoot))
         .max()
@@ -184,10 +242,8 @@ fn column(a: &Args, replicas: usize) -> Column {
         clean: quantiles(clean.staleness),
         lossy: quantiles(lossy.staleness),
         overshoot,
-        first_round,
-        after_retry,
-        skewed_first_round,
-        skewed_after_retry,
+        spread,
+        skewed,
     }
 }
 
@@ -208,59 +264,44 @@ fn main() {
     let one = column(&a, 1);
     let many = column(&a, a.replicas);
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
-    let pct = |x: f64| format!("{:.1} %", x * 100.0);
-    let rows: Vec<(&str, String, String)> = vec![
+    let mut rows: Vec<(String, String, String)> = vec![
         (
-            "exchange CPU per replica (µs per second, wall, one thread)",
+            "exchange CPU per replica (µs per second, wall, one thread)".into(),
             format!("{:.0}", one.cpu_us_per_s),
             format!("{:.0}", many.cpu_us_per_s),
         ),
         (
-            "bytes sent per replica per second",
+            "bytes sent per replica per second".into(),
             format!("{:.0}", one.bytes_per_s),
             format!("{:.0}", many.bytes_per_s),
         ),
         (
-            "report size (bytes)",
+            "report size (bytes)".into(),
             format!("{:.0}", one.report_bytes),
             format!("{:.0}", many.report_bytes),
         ),
         (
-            "view staleness p50 / p99, clean network (0.2–2 ms)",
+            "view staleness p50 / p99, clean network (0.2–2 ms)".into(),
             "–".into(),
             format!("{} / {}", ms(many.clean.0), ms(many.clean.1)),
         ),
         (
-            "view staleness p50 / p99, 1–50 ms and 5 % loss",
+            "view staleness p50 / p99, 1–50 ms and 5 % loss".into(),
             "–".into(),
             format!("{} / {}", ms(many.lossy.0), ms(many.lossy.1)),
         ),
         (
-            "cap overshoot, connections or shares (must be 0)",
+            "cap overshoot, connections or shares (must be 0)".into(),
             one.overshoot.to_string(),
             many.overshoot.to_string(),
         ),
-        (
-            "bursts 70 % at 2 replicas: refused while room elsewhere",
-            pct(one.first_round),
-            pct(many.first_round),
-        ),
-        (
-            "… share of the bursts admitted after one retry round",
-            pct(one.after_retry),
-            pct(many.after_retry),
-        ),
-        (
-            "bursts all at 2 replicas: refused while room elsewhere",
-            pct(one.skewed_first_round),
-            pct(many.skewed_first_round),
-        ),
-        (
-            "… share of the bursts admitted after one retry round",
-            pct(one.skewed_after_retry),
-            pct(many.skewed_after_retry),
-        ),
     ];
+    for (name, x, y) in burst_rows(&one.spread, &many.spread, "70 % at 2 replicas")
+        .into_iter()
+        .chain(burst_rows(&one.skewed, &many.skewed, "all at 2 replicas"))
+    {
+        rows.push((name, x, y));
+    }
     println!(
         "| {} backends × cap {}, sync every {} ms, {} s steady | 1 replica | {} replicas |",
         a.backends,
@@ -269,8 +310,48 @@ fn main() {
         a.seconds,
         a.replicas
     );
+    println!(
+        "| queue in the burst runs: timeout {} ms, max {}; bursts over {} ms | | |",
+        a.queue_timeout_ms.min(1000),
+        a.queue_max,
+        a.burst_ms
+    );
     println!("|---|---|---|");
     for (name, x, y) in rows {
         println!("| {name} | {x} | {y} |");
     }
+}
+
+/// The table rows of one burst scenario, one replica next to N.
+fn burst_rows(one: &Burst, many: &Burst, what: &str) -> Vec<(String, String, String)> {
+    let pct = |x: f64| format!("{:.1} %", x * 100.0);
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let waits = |b: &Burst| format!("{} / {}", ms(b.wait.0), ms(b.wait.1));
+    vec![
+        (
+            format!("bursts {what}: first attempts refused while room elsewhere"),
+            pct(one.first_round),
+            pct(many.first_round),
+        ),
+        (
+            "… first attempts that waited in a queue".into(),
+            pct(one.queued),
+            pct(many.queued),
+        ),
+        (
+            "… their wait p50 / p99 (simulated)".into(),
+            waits(one),
+            waits(many),
+        ),
+        (
+            "… ticks brought forward per replica per burst".into(),
+            format!("{:.1}", one.early_ticks),
+            format!("{:.1}", many.early_ticks),
+        ),
+        (
+            "… share of the bursts admitted after one retry round".into(),
+            pct(one.after_retry),
+            pct(many.after_retry),
+        ),
+    ]
 }

@@ -8,6 +8,7 @@
 //! admissions.
 
 mod claim;
+mod early;
 mod rates;
 mod rebalance;
 mod view;
@@ -21,6 +22,7 @@ use crate::table::backend::BackendState;
 use super::MemberId;
 use super::report::{AckEntry, BackendEntry, GrantEntry, Report, ViewEntry};
 
+pub use early::EARLY_GAP;
 pub use view::{Peer, PeerCounts};
 
 /// Default time a silent member keeps its last report before it is dropped.
@@ -115,6 +117,8 @@ struct Member {
     /// `Some`: dropped at that time; nothing it sends is accepted.
     gone: Option<Instant>,
     report: Option<Report>,
+    /// Its newest report shows share it could give ([`early::has_spare`]).
+    spare: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -167,6 +171,9 @@ pub struct Node {
     demand: Demand,
     rates: rates::Smoothed,
     counters: Counters,
+    /// A tick brought forward is wanted ([`early`]).
+    early: bool,
+    last_tick: Option<Instant>,
 }
 
 impl Node {
@@ -188,6 +195,8 @@ impl Node {
             demand: Demand::default(),
             rates: rates::Smoothed::default(),
             counters: Counters::default(),
+            early: false,
+            last_tick: None,
         }
     }
 
@@ -274,6 +283,7 @@ impl Node {
             heard: now,
             gone: None,
             report: None,
+            spare: false,
         });
         if member.gone.is_some() {
             return Received::Dropped;
@@ -293,8 +303,14 @@ impl Node {
             // It gave everything back and closed its connections: gone, no need to wait.
             self.drop_member(now, from);
         }
+        let spare = early::has_spare(&report);
+        let queued = report.queued > 0;
         if let Some(m) = self.members.get_mut(&from) {
+            m.spare = spare;
             m.report = Some(report);
+        }
+        if queued {
+            self.want_early_for(from, &slots.backends());
         }
         Received::Fresh
     }
@@ -303,6 +319,8 @@ impl Node {
     /// the report to push.
     pub fn tick(&mut self, now: Instant, slots: &mut impl Slots, demand: Demand) -> Report {
         self.demand = demand;
+        self.early = false;
+        self.last_tick = Some(now);
         self.rates
             .update(now, demand.attempts_total, demand.refused_total);
         if self.expelled {
@@ -331,6 +349,7 @@ impl Node {
             heard: now,
             gone: None,
             report: None,
+            spare: false,
         });
         entry.address = Some(address);
     }
@@ -392,6 +411,7 @@ impl Node {
                         heard: now,
                         gone: None,
                         report: None,
+                        spare: false,
                     },
                 );
             }

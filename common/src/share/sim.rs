@@ -5,14 +5,18 @@
 //!
 //! Messages go through [`super::wire`] like real ones, so byte counts are the real sizes.
 
+mod queue;
+mod table;
+
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::node::{Demand, Local, Node, Settings, Slots};
+use super::node::{Demand, Node, Settings};
 use super::wire;
-use crate::table::backend::BackendState;
+use crate::table::queue::QueuePolicy;
+pub use table::Table;
 
 /// The network's behaviour.
 #[derive(Clone, Copy, Debug)]
@@ -35,96 +39,6 @@ impl Default for Network {
     }
 }
 
-/// One replica's backend table: caps, shares and occupied counts (every connection is live).
-#[derive(Clone, Debug, Default)]
-pub struct Table {
-    backends: BTreeMap<SocketAddr, Slot>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    capacity: u32,
-    share: u32,
-    occupied: u32,
-}
-
-impl Table {
-    /// A table of `backends` with `capacity` each and no share.
-    pub fn new(backends: &[SocketAddr], capacity: u32) -> Self {
-        let slot = Slot {
-            capacity,
-            share: 0,
-            occupied: 0,
-        };
-        Self {
-            backends: backends.iter().map(|&a| (a, slot)).collect(),
-        }
-    }
-
-    /// Admits one connection on the least-occupied backend with room under `min(cap, share)`
-    /// (`peers` adds the other replicas' counts, as routing does); returns it, or `None`.
-    pub fn admit(&mut self, peers: &BTreeMap<SocketAddr, u32>) -> Option<SocketAddr> {
-        let room = |s: &Slot| s.occupied < s.capacity.min(s.share);
-        let weight = |a: &SocketAddr, s: &Slot| s.occupied + peers.get(a).copied().unwrap_or(0);
-        let (&address, _) = self
-            .backends
-            .iter()
-            .filter(|(_, s)| room(s))
-            .min_by_key(|(a, s)| weight(a, s))?;
-        if let Some(s) = self.backends.get_mut(&address) {
-            s.occupied += 1;
-        }
-        Some(address)
-    }
-
-    /// Closes one connection on `backend`.
-    pub fn release(&mut self, backend: SocketAddr) {
-        if let Some(s) = self.backends.get_mut(&backend) {
-            s.occupied = s.occupied.saturating_sub(1);
-        }
-    }
-
-    /// Occupied slots on `backend`.
-    pub fn occupied(&self, backend: SocketAddr) -> u32 {
-        self.backends.get(&backend).map_or(0, |s| s.occupied)
-    }
-
-    /// This replica's share of `backend`.
-    pub fn share(&self, backend: SocketAddr) -> u32 {
-        self.backends.get(&backend).map_or(0, |s| s.share)
-    }
-}
-
-impl Slots for Table {
-    fn backends(&self) -> Vec<Local> {
-        let local = |(&address, s): (&SocketAddr, &Slot)| Local {
-            address,
-            capacity: s.capacity,
-            state: BackendState::Ready,
-            live: s.occupied,
-            pending: 0,
-            share: s.share,
-        };
-        self.backends.iter().map(local).collect()
-    }
-
-    fn raise(&mut self, backend: SocketAddr, by: u32) {
-        if let Some(s) = self.backends.get_mut(&backend) {
-            s.share = s.share.saturating_add(by);
-        }
-    }
-
-    fn lower(&mut self, backend: SocketAddr, by: u32) -> u32 {
-        let Some(s) = self.backends.get_mut(&backend) else {
-            return 0;
-        };
-        let to = s.share.saturating_sub(by).max(s.occupied.min(s.share));
-        let down = s.share - to;
-        s.share = to;
-        down
-    }
-}
-
 /// One simulated replica.
 #[derive(Debug)]
 pub struct Replica {
@@ -136,10 +50,31 @@ pub struct Replica {
     pub address: SocketAddr,
     /// Its connections, by backend.
     pub connections: Vec<SocketAddr>,
-    /// Connection attempts since it started, and those refused (its demand signal).
+    /// Connection attempts since it started, those admitted and those refused (its demand
+    /// signal).
     attempts: u64,
+    admitted: u64,
     refused: u64,
+    /// The deadline of every attempt waiting in its queue, oldest first.
+    waiting: VecDeque<Duration>,
     next_tick: Duration,
+}
+
+impl Replica {
+    /// Attempts admitted since it started, at once or from the queue.
+    pub fn admitted(&self) -> u64 {
+        self.admitted
+    }
+
+    /// Attempts refused since it started, at once or when their wait ran out.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Attempts waiting in its queue now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
 }
 
 enum Event {
@@ -168,8 +103,14 @@ pub struct Stats {
     pub staleness: Vec<Duration>,
     /// Connection attempts.
     pub attempts: u64,
-    /// Attempts refused.
+    /// Attempts refused (at once, or when their wait in the queue ran out).
     pub refused: u64,
+    /// Attempts that waited in a queue.
+    pub queued: u64,
+    /// How long each attempt admitted from a queue waited (simulated).
+    pub waits: Vec<Duration>,
+    /// Ticks brought forward (`share::node::EARLY_GAP`).
+    pub early_ticks: u64,
     /// Attempts refused while another replica had a free slot under its share or unshared
     /// slots were free: what share fragmentation costs.
     pub refused_with_room: u64,
@@ -190,6 +131,7 @@ pub struct Cluster {
     settings: Settings,
     interval: Duration,
     network: Network,
+    queue_policy: QueuePolicy,
     rng: fastrand::Rng,
     queue: BinaryHeap<Reverse<(Duration, u64)>>,
     events: BTreeMap<u64, Event>,
@@ -218,6 +160,10 @@ impl Cluster {
             settings,
             interval,
             network,
+            queue_policy: QueuePolicy {
+                timeout: Duration::ZERO,
+                max_waiting: 0,
+            },
             rng: fastrand::Rng::with_seed(seed),
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
@@ -259,7 +205,9 @@ impl Cluster {
             address,
             connections: Vec::new(),
             attempts: 0,
+            admitted: 0,
             refused: 0,
+            waiting: VecDeque::new(),
             next_tick: self.now + phase,
         }));
         index
@@ -279,35 +227,6 @@ impl Cluster {
         }
     }
 
-    /// `n` connection attempts at replica `index`; returns how many were admitted.
-    pub fn arrive(&mut self, index: usize, n: u32) -> u32 {
-        let peers = self.occupied_elsewhere(index);
-        let free = self.free_somewhere(index);
-        let Some(Some(r)) = self.replicas.get_mut(index) else {
-            return 0;
-        };
-        let mut admitted = 0;
-        for _ in 0..n {
-            r.attempts += 1;
-            self.stats.attempts += 1;
-            match r.table.admit(&peers) {
-                Some(b) => {
-                    r.connections.push(b);
-                    admitted += 1;
-                }
-                None => {
-                    r.refused += 1;
-                    self.stats.refused += 1;
-                    if free > 0 {
-                        self.stats.refused_with_room += 1;
-                    }
-                }
-            }
-        }
-        self.check();
-        admitted
-    }
-
     /// Closes `n` connections of replica `index`, oldest first.
     pub fn depart(&mut self, index: usize, n: usize) {
         let Some(Some(r)) = self.replicas.get_mut(index) else {
@@ -317,19 +236,20 @@ impl Cluster {
         for b in r.connections.drain(..n) {
             r.table.release(b);
         }
+        self.serve(index);
     }
 
-    /// Runs the cluster for `d` of simulated time: deliveries and ticks in time order.
+    /// Runs the cluster for `d` of simulated time: deliveries, ticks (those brought forward
+    /// included) and queue deadlines in time order.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            let next_tick = self.next_tick();
             let next_msg = self.queue.peek().map(|Reverse((t, _))| *t);
-            let next = match (next_tick, next_msg) {
-                (Some((t, _)), Some(m)) => t.min(m),
-                (Some((t, _)), None) => t,
-                (None, Some(m)) => m,
-                (None, None) => break,
+            let next_tick = self.next_tick();
+            let next_deadline = self.next_deadline();
+            let candidates = [next_msg, next_tick.map(|t| t.0), next_deadline.map(|d| d.0)];
+            let Some(next) = candidates.into_iter().flatten().min() else {
+                break;
             };
             if next > end {
                 break;
@@ -337,33 +257,46 @@ impl Cluster {
             self.now = next;
             if next_msg == Some(next) {
                 self.deliver();
-            } else if let Some((_, i)) = next_tick {
-                self.tick(i);
+            } else if let Some((t, i)) = next_tick.filter(|t| t.0 == next) {
+                let early = self.replicas[i].as_ref().is_some_and(|r| t < r.next_tick);
+                self.tick(i, early);
+            } else if let Some((_, i)) = next_deadline {
+                self.expire(i);
             }
             self.check();
         }
         self.now = end;
     }
 
+    /// The next tick of any replica, regular or brought forward.
     fn next_tick(&self) -> Option<(Duration, usize)> {
+        let now = self.instant();
+        let at = |r: &Replica| {
+            let early = r.node.early_tick(now).map(|t| t - self.epoch);
+            early.map_or(r.next_tick, |e| e.min(r.next_tick))
+        };
         let live = self.replicas.iter().enumerate();
-        live.filter_map(|(i, r)| Some((r.as_ref()?.next_tick, i)))
-            .min()
+        live.filter_map(|(i, r)| Some((at(r.as_ref()?), i))).min()
     }
 
-    fn tick(&mut self, i: usize) {
+    fn tick(&mut self, i: usize, early: bool) {
         let now = self.instant();
         let (interval, loss) = (self.interval, self.network.loss);
         let Some(Some(r)) = self.replicas.get_mut(i) else {
             return;
         };
         let demand = Demand {
+            queued: u32::try_from(r.waiting.len()).unwrap_or(u32::MAX),
             attempts_total: r.attempts,
             refused_total: r.refused,
             ..Demand::default()
         };
-        let jitter = interval.mul_f64(0.9 + 0.2 * self.rng.f64());
-        r.next_tick = self.now + jitter;
+        if early {
+            self.stats.early_ticks += 1;
+        } else {
+            let jitter = interval.mul_f64(0.9 + 0.2 * self.rng.f64());
+            r.next_tick = self.now + jitter;
+        }
         let t = Instant::now();
         let report = r.node.tick(now, &mut r.table, demand);
         let bytes = wire::encode(&report);
@@ -386,6 +319,7 @@ impl Cluster {
             };
             self.schedule(event);
         }
+        self.serve(i);
     }
 
     fn index_of(&self, address: SocketAddr) -> Option<usize> {
@@ -430,6 +364,7 @@ impl Cluster {
                         member,
                     });
                 }
+                self.serve(to);
             }
             Some(Event::Answer {
                 to,

@@ -2,7 +2,9 @@
 //!
 //! Waiters are woken one at a time, oldest first (tokio's `Notify::notify_one` is FIFO), when a
 //! reservation is released, and all at once when capacity grows (a backend added, a cap raised,
-//! a backend back to ready). Releasing costs one atomic load when nobody waits.
+//! a backend back to ready). Releasing costs one atomic load when nobody waits. The peer
+//! exchange is told when an upgrade joins the queue ([`SlotSignal::joined`]): a share a peer
+//! gives may serve it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
@@ -11,6 +13,7 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub struct SlotSignal {
     notify: Notify,
+    joined: Notify,
     waiting: AtomicUsize,
 }
 
@@ -34,9 +37,16 @@ impl SlotSignal {
         &self.notify
     }
 
+    /// Completes once an upgrade has joined the queue since the last time it completed (one
+    /// waiter: the peer exchange).
+    pub async fn joined(&self) {
+        self.joined.notified().await;
+    }
+
     /// Counts the caller as waiting until the returned guard drops.
     pub(crate) fn enter(&self) -> WaitTicket<'_> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.joined.notify_one();
         WaitTicket {
             signal: self,
             served: false,

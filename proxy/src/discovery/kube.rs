@@ -2,24 +2,21 @@
 //! `kubernetes.io/service-name`) and publish their endpoints into the [`Catalog`].
 //!
 //! An endpoint's conditions fold into a [`Condition`] with the API's rules for unset values;
-//! the catalog decides what is routable. The watch runs through kube-runtime's reflector with
-//! its default backoff; while the API server is unreachable the table keeps the last endpoints
+//! the catalog decides what is routable. The watch ([`crate::kube::follow_slices`]) runs
+//! through kube-runtime's reflector with its default backoff; while the API server is unreachable the table keeps the last endpoints
 //! it was given. Watch errors are counted in `tidegate_discovery_errors_total{kind}`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use ::kube::runtime::reflector::{self, Store};
-use ::kube::runtime::{WatchStreamExt, watcher};
-use ::kube::{Api, Client};
+use ::kube::Client;
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::{IntCounterVec, Registry};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{Catalog, Condition, Endpoint};
 use crate::config::{KubeClientConfig, KubernetesBackends, PortRef};
@@ -135,8 +132,8 @@ impl Watch {
         self.errors.with_label_values(&[e.metric_label()]).inc();
     }
 
-    fn republish(&self, store: &Store<EndpointSlice>) {
-        let eps = endpoints(&store.state(), &self.source.port);
+    fn republish(&self, slices: &[Arc<EndpointSlice>]) {
+        let eps = endpoints(slices, &self.source.port);
         debug!(count = eps.len(), "EndpointSlices changed");
         self.catalog.replace(eps);
     }
@@ -156,38 +153,25 @@ impl Watch {
     /// Watches with `client` until shutdown. Watch errors are counted and retried with
     /// kube-runtime's default backoff; the table keeps the last endpoints meanwhile.
     pub async fn run(&self, client: Client, mut shutdown: ShutdownWatch) {
-        let api: Api<EndpointSlice> = Api::namespaced(client, &self.source.namespace);
-        let labels = format!("kubernetes.io/service-name={}", self.source.service);
-        let (store, writer) = reflector::store();
-        let stream = watcher(api, watcher::Config::default().labels(&labels))
-            .default_backoff()
-            .reflect(writer);
-        let mut stream = std::pin::pin!(stream);
-        info!(namespace = %self.source.namespace, service = %self.source.service, "watching EndpointSlices");
+        let (namespace, service) = (&self.source.namespace, &self.source.service);
+        let changed = |slices: &[Arc<EndpointSlice>]| self.republish(slices);
+        let failed = |e: Error| {
+            warn!(error = %e, "EndpointSlice watch failed; keeping the last endpoints");
+            self.count(&e);
+        };
+        let follow =
+            crate::kube::follow_slices(client, namespace, service, &mut shutdown, changed, failed);
         // Removed endpoints leave the table once their last connection closes.
-        let mut prune = tokio::time::interval(PRUNE_EVERY);
-        loop {
-            let event = tokio::select! {
-                e = stream.next() => e,
-                _ = prune.tick() => {
-                    self.catalog.table().prune();
-                    continue;
-                }
-                _ = shutdown.changed() => break,
-            };
-            match event {
-                Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) => {
-                    self.republish(&store);
-                }
-                Some(Ok(watcher::Event::InitDone)) => self.republish(&store),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    let e = Error::Watch(e);
-                    warn!(error = %e, "EndpointSlice watch failed; keeping the last endpoints");
-                    self.count(&e);
-                }
-                None => break,
+        let prune = async {
+            let mut every = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                every.tick().await;
+                self.catalog.table().prune();
             }
+        };
+        tokio::select! {
+            () = follow => {}
+            () = prune => {}
         }
     }
 }

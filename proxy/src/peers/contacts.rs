@@ -7,16 +7,13 @@
 
 use std::sync::Arc;
 
-use ::kube::runtime::reflector::{self, Store};
-use ::kube::runtime::{WatchStreamExt, watcher};
-use ::kube::{Api, Client};
+use ::kube::Client;
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::{IntCounterVec, Registry};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::Peers;
 use crate::config::{KubeClientConfig, KubernetesPeers};
@@ -58,41 +55,22 @@ impl Watch {
         self.errors.with_label_values(&[e.metric_label()]).inc();
     }
 
-    fn republish(&self, store: &Store<EndpointSlice>) {
-        let eps = discovery::kube::endpoints(&store.state(), &self.source.port);
+    fn republish(&self, slices: &[Arc<EndpointSlice>]) {
+        let eps = discovery::kube::endpoints(slices, &self.source.port);
         let addresses: Vec<_> = eps.into_iter().map(|e| e.address).collect();
         debug!(count = addresses.len(), "peer EndpointSlices changed");
         self.peers.set_discovered(addresses);
     }
 
     async fn run(&self, client: Client, mut shutdown: ShutdownWatch) {
-        let api: Api<EndpointSlice> = Api::namespaced(client, &self.source.namespace);
-        let labels = format!("kubernetes.io/service-name={}", self.source.service);
-        let (store, writer) = reflector::store();
-        let stream = watcher(api, watcher::Config::default().labels(&labels))
-            .default_backoff()
-            .reflect(writer);
-        let mut stream = std::pin::pin!(stream);
-        info!(namespace = %self.source.namespace, service = %self.source.service, "watching peer EndpointSlices");
-        loop {
-            let event = tokio::select! {
-                e = stream.next() => e,
-                _ = shutdown.changed() => break,
-            };
-            match event {
-                Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))) => {
-                    self.republish(&store);
-                }
-                Some(Ok(watcher::Event::InitDone)) => self.republish(&store),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    let e = Error::Watch(e);
-                    warn!(error = %e, "peer EndpointSlice watch failed; keeping the last peers");
-                    self.count(&e);
-                }
-                None => break,
-            }
-        }
+        let (namespace, service) = (&self.source.namespace, &self.source.service);
+        let changed = |slices: &[Arc<EndpointSlice>]| self.republish(slices);
+        let failed = |e: Error| {
+            warn!(error = %e, "peer EndpointSlice watch failed; keeping the last peers");
+            self.count(&e);
+        };
+        crate::kube::follow_slices(client, namespace, service, &mut shutdown, changed, failed)
+            .await;
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use tidegate_common::BackendTable;
 use tidegate_common::share::node::{Counters, Received};
 
@@ -24,6 +26,7 @@ pub struct Metrics {
     reports: IntCounterVec,
     bytes: IntCounterVec,
     slots: IntCounterVec,
+    early: IntCounter,
     last: Arc<Mutex<Counters>>,
 }
 
@@ -48,6 +51,12 @@ impl Metrics {
         let opts = HistogramOpts::new(name, "Age of each live peer's newest report, every sync.")
             .buckets(AGE_BUCKETS.to_vec());
         let age = Histogram::with_opts(opts).map_err(|e| Error::new(name, e))?;
+        let early_name = "tidegate_peer_early_syncs_total";
+        let early = IntCounter::new(
+            early_name,
+            "Syncs brought forward because upgrades waited for a share.",
+        )
+        .map_err(|e| Error::new(early_name, e))?;
         Ok(Self {
             up: metrics::register(registry, "tidegate_peer_up", up)?,
             age: metrics::register(registry, name, age)?,
@@ -75,6 +84,7 @@ impl Metrics {
                 "Slots of backend caps claimed, given, received and destroyed by this replica.",
                 &["change"],
             )?,
+            early: metrics::register(registry, early_name, early)?,
             last: Arc::default(),
         })
     }
@@ -91,6 +101,10 @@ impl Metrics {
 
     pub(super) fn bad_report(&self, kind: &str) {
         self.errors.with_label_values(&[kind]).inc();
+    }
+
+    pub(super) fn early_tick(&self) {
+        self.early.inc();
     }
 
     pub(super) fn bytes(&self, direction: &str, n: usize) {

@@ -1,6 +1,8 @@
 //! The sync loop: every `peers.sync_interval`, step the node, bring the table and the catalog in
 //! step with the cluster, and push the new report to every contact (each push in its own task,
-//! at most one in flight per contact, each bounded by `peers.call_timeout`).
+//! at most one in flight per contact, each bounded by `peers.call_timeout`). A step is brought
+//! forward when the node wants it (an upgrade joined this replica's queue, or a peer that
+//! queues can be given a share: `tidegate_common::share::node::EARLY_GAP`).
 //!
 //! On shutdown the replica *leaves*: it claims nothing more, gives back every share it does not
 //! occupy, and keeps syncing — the admin listener keeps taking pushes meanwhile — until it
@@ -43,14 +45,30 @@ impl BackgroundService for Service {
             member = format!("{:016x}", peers.me()),
             "peer exchange running"
         );
+        let slots = peers.proxy.table.slots();
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
+            let early = tokio::select! {
+                _ = ticks.tick() => false,
                 _ = shutdown.changed(), if leaving.is_none() => {
                     info!("leaving the peer exchange: giving shares back");
                     peers.node().leave();
                     leaving = Some((tokio::time::Instant::now(), 0));
+                    false
                 }
+                () = slots.joined() => {
+                    let queued = u32::try_from(slots.waiting()).unwrap_or(u32::MAX);
+                    peers.node().queue_grew(queued);
+                    true
+                }
+                () = peers.early.notified() => true,
+            };
+            if early {
+                let now = tokio::time::Instant::now();
+                let Some(at) = peers.node().early_tick(now.into_std()) else {
+                    continue;
+                };
+                tokio::time::sleep_until(at.into()).await;
+                peers.metrics.early_tick();
             }
             let now = tokio::time::Instant::now().into_std();
             let demand = peers.demand();

@@ -360,3 +360,56 @@ async fn an_edge_beside_a_local_pool_takes_its_backends_and_drain_marks_from_the
     .await;
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_beyond_an_edges_share_wait_for_a_peers_spare_share_not_for_a_sync() {
+    // Two edges syncing every 3 s share one backend of cap 4 + 4; upgrades wait up to 1 s. A
+    // burst of 8 at one edge: 4 fit its share, 4 wait for the other edge's spare share, which
+    // comes within a round trip (syncs brought forward), not at the next sync (up to 3 s on
+    // each side, past the queue timeout).
+    let b1 = Backend::start().await;
+    let backends = [&b1];
+    let slow = |peers: &[SocketAddr]| {
+        let mut c = config(&backends, peers)
+            .replace("queue_timeout: 0s", "queue_timeout: 1s")
+            .replace("peer_timeout: 5s", "peer_timeout: 10s");
+        c.push_str("  sync_interval: 3s\n");
+        c.replace(
+            "max_connections_per_backend: 4",
+            "max_connections_per_backend: 8",
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = EdgeProcess::start(dir.path(), "a", &slow(&[])).await;
+    let b = EdgeProcess::start(dir.path(), "b", &slow(&[a.admin])).await;
+    let all = [a.admin, b.admin];
+    for e in [&a, &b] {
+        e.rewrite(&slow(&all));
+    }
+    let edges = [&a, &b];
+    wait_until("two edges, the cap split between them", || async {
+        let s = states(&edges).await;
+        let share = |s: &Value| s["backends"][0]["share"].as_u64().unwrap_or(0);
+        s.iter().all(|s| share(s) >= 3) && shares(&s) == vec![8]
+    })
+    .await;
+    let before = early_syncs(&a).await + early_syncs(&b).await;
+    let (held, refused) = burst(&a, 8).await;
+    assert_eq!(
+        (held.len(), refused),
+        (8, 0),
+        "every upgrade got a slot within the queue timeout"
+    );
+    assert_eq!(b1.stats.peak(), 8);
+    let after = early_syncs(&a).await + early_syncs(&b).await;
+    assert!(
+        after > before,
+        "syncs were brought forward: {before} → {after}"
+    );
+    drop(held);
+}
+
+async fn early_syncs(edge: &EdgeProcess) -> f64 {
+    let m = edge.metrics().await;
+    crate::support::sample(&m, "tidegate_peer_early_syncs_total").unwrap_or(0.0)
+}

@@ -66,11 +66,13 @@ async fn publish_pair(admin: &kube::Client, ns: &str, one: SocketAddr, two: Sock
     .await;
 }
 
+async fn state_json(admin: SocketAddr) -> serde_json::Value {
+    let state = support::get(admin, "/api/v1/state").await;
+    serde_json::from_str(support::body(&state)).unwrap()
+}
+
 async fn peers_up(admin: SocketAddr) -> usize {
-    let s = serde_json::from_str::<serde_json::Value>(support::body(
-        &support::get(admin, "/api/v1/state").await,
-    ))
-    .unwrap();
+    let s = state_json(admin).await;
     let peers = s["peers"].as_array().cloned().unwrap_or_default();
     peers.iter().filter(|p| p["up"] == true).count()
 }
@@ -174,23 +176,44 @@ async fn when_the_leader_dies_the_other_leads_without_a_burst_of_old_refusals() 
         create_pod(&admin, &ns, name, "echo").await;
         put_slice(&admin, &ns, slice("echo", name, b.addr, name, READY)).await;
     }
-    let one = Running::start(replica(&ns, "one", 2), &[]);
+    // one may not scale past the two pods while it fills them; its upgrades wait for two's
+    // share to come rather than being refused.
+    let mut first = replica(&ns, "one", 2);
+    first.scaler.as_mut().unwrap().max_replicas = 2;
+    first.queue_timeout = Duration::from_secs(5);
+    let one = Running::start(first, &[]);
     wait_until("one leads", || async { one.leading() }).await;
-    let two = Running::start(replica(&ns, "two", 2), &[]);
+    // one's clients leave before it dies (below): a short storm window keeps their departure
+    // from holding two's demand at its old level (the scaler's reconnect-storm rule, not what
+    // this test is about), so any scale-up at takeover would come from old refusals.
+    let mut second = replica(&ns, "two", 2);
+    second.scaler.as_mut().unwrap().policy.storm_window = Duration::from_secs(1);
+    let two = Running::start(second, &[]);
     publish_pair(&admin, &ns, one.admin_addr, two.admin_addr).await;
-    // While following, two refuses a couple of upgrades a second for 20 s: 40 in all, real
-    // demand of 2 a second that two pods of 10 hold easily.
-    let rejected = two
-        .handles
-        .proxy
-        .metrics
-        .rejected
-        .with_label_values(&["full"]);
+    // one takes all 20 slots of the two pods of 10.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(support::try_ws_to(one.traffic_addr).await.unwrap());
+    }
+    // While following, two refuses a couple of upgrades a second for 20 s — real refusals, by
+    // the proxy itself (the cluster is full): 40 in all, demand of 2 a second that two pods
+    // of 10 would hold easily once one's clients are gone.
+    let full = "tidegate_rejected_connections_total{reason=\"full\"}";
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rejected.inc_by(2);
+        for _ in 0..2 {
+            let refused = support::try_ws_to(two.traffic_addr).await;
+            assert!(refused.is_err(), "the cluster is full: two refuses");
+        }
     }
+    assert_eq!(two.metric(full), Some(40.0));
     assert!(!two.leading());
+    // one's clients leave; then one dies.
+    drop(held);
+    wait_until("two sees one's connections gone", || async {
+        state_json(two.admin_addr).await["totals"]["cluster_live"] == 0
+    })
+    .await;
     let t0 = Instant::now();
     one.kill();
     wait_until("two takes over", || async { two.leading() }).await;

@@ -79,6 +79,14 @@ pub(super) fn weight(rates: Rates, queued: u32, mean: f64) -> f64 {
     1.0 + mean + f64::from(rates.arrivals) + UNMET_WEIGHT * unmet
 }
 
+/// Whether a member with `queued` upgrades waiting needs every spare slot now: it queues.
+/// (Refusals alone do not count: their clients retry later, by when the regular rebalancing
+/// has moved the shares; pulling even the small excesses toward them only left the other
+/// members bare for the next arrivals.)
+pub(super) fn waits(queued: u32) -> bool {
+    queued > 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

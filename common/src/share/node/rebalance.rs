@@ -7,9 +7,11 @@
 //! is idle, so an edge that suddenly gets traffic always has some room, and first to the edges
 //! that queue or refuse. The rates are the ones each member smoothed itself and reported
 //! (rounded), this node's own included, so every member derives the same weights. A member's
-//! target is what it occupies plus its part of the free slots; a leaving member's is what it occupies. Members above target by
-//! at least a threshold give the excess to those below, in one matching every member computes
-//! alike (holders and recipients in id order), so two holders do not both fill the same gap.
+//! target is what it occupies plus its part of the free slots; a leaving member's is what it
+//! occupies. Members above target by at least a threshold (`cap/32`, or one slot while a member
+//! below target has upgrades waiting) give the excess to those below, in one matching every
+//! member computes alike (holders and recipients in id order), so two holders do not both fill
+//! the same gap.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,47 +27,65 @@ struct Holding {
     share: u64,
     incoming: u64,
     weight: f64,
+    /// It has upgrades waiting: a give to it needs no threshold.
+    waiting: bool,
     epoch: u32,
+}
+
+/// One grant the rebalancing decided: `n` slots of `backend` to member `to`'s ledger `to_epoch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Give {
+    pub(super) backend: SocketAddr,
+    pub(super) to: MemberId,
+    pub(super) to_epoch: u32,
+    pub(super) n: u64,
 }
 
 impl Node {
     /// Gives this node's excess over target to the members below target, backend by backend.
     pub(super) fn rebalance(&mut self, locals: &[Local], slots: &mut impl Slots) {
+        for g in self.plan(locals) {
+            self.give(g, slots);
+        }
+    }
+
+    /// What [`Self::rebalance`] would give now, from the reports as they are.
+    pub(super) fn plan(&self, locals: &[Local]) -> Vec<Give> {
         let (holdings, mean) = self.peer_holdings();
+        let mut plan = Vec::new();
         for b in locals {
             let mut hs: Vec<Holding> = holdings.get(&b.address).cloned().unwrap_or_default();
             if hs.is_empty() {
                 continue;
             }
-            let mine = self.own_holding(b, mean);
-            hs.push(mine);
+            hs.push(self.own_holding(b, mean));
             hs.sort_by_key(|h| h.id);
             let gives = gives_of(self.me, u64::from(b.capacity), salt(b.address), &hs);
             for (to, n) in gives {
-                self.give(b.address, to, n, &hs, slots);
+                if let Some(h) = hs.iter().find(|h| h.id == to) {
+                    let (backend, to_epoch) = (b.address, h.epoch);
+                    plan.push(Give {
+                        backend,
+                        to,
+                        to_epoch,
+                        n,
+                    });
+                }
             }
         }
+        plan
     }
 
-    fn give(
-        &mut self,
-        backend: SocketAddr,
-        to: MemberId,
-        n: u64,
-        hs: &[Holding],
-        slots: &mut impl Slots,
-    ) {
-        let Some(to_epoch) = hs.iter().find(|h| h.id == to).map(|h| h.epoch) else {
+    fn give(&mut self, g: Give, slots: &mut impl Slots) {
+        let Some(acc) = self.accounts.get_mut(&g.backend) else {
             return;
         };
-        let Some(acc) = self.accounts.get_mut(&backend) else {
-            return;
-        };
-        let down = slots.lower(backend, u32::try_from(n).unwrap_or(u32::MAX));
+        let down = slots.lower(g.backend, u32::try_from(g.n).unwrap_or(u32::MAX));
         if down == 0 {
             return;
         }
-        let out = acc.out.entry(to).or_insert_with(|| Out {
+        let to_epoch = g.to_epoch;
+        let out = acc.out.entry(g.to).or_insert_with(|| Out {
             to_epoch,
             ..Out::default()
         });
@@ -92,6 +112,7 @@ impl Node {
             share: u64::from(b.share),
             incoming: 0,
             weight,
+            waiting: rates::waits(self.demand.queued),
             epoch: 0,
         }
     }
@@ -131,6 +152,7 @@ impl Node {
                     share: u64::from(b.share),
                     incoming: incoming.get(&(id, b.address)).copied().unwrap_or(0),
                     weight,
+                    waiting: rates::waits(r.queued),
                     epoch: b.epoch,
                 });
             }
@@ -150,16 +172,20 @@ fn salt(backend: SocketAddr) -> u64 {
 /// What `me` gives to whom of one backend with `cap`, given every member's holding (sorted by
 /// id): the part of one matching of excess holders to members below target.
 fn gives_of(me: MemberId, cap: u64, salt: u64, hs: &[Holding]) -> Vec<(MemberId, u64)> {
-    let threshold = (cap / 32).max(1);
     let targets = targets(cap, salt, hs);
-    let mut deficits: Vec<(MemberId, u64)> = hs
+    let below = hs
         .iter()
         .zip(&targets)
-        .filter_map(|(h, &t)| {
-            let has = h.share + h.incoming;
-            (t > has).then(|| (h.id, t - has))
-        })
+        .filter(|(h, t)| **t > h.share + h.incoming);
+    let mut deficits: Vec<(MemberId, u64)> = below
+        .clone()
+        .map(|(h, &t)| (h.id, t - h.share - h.incoming))
         .collect();
+    // Small excesses stay put (members seeing reports of different ages would hand them back
+    // and forth) — unless someone below target has upgrades waiting: then every spare slot
+    // counts, or a cap spread thinly over idle members stays out of reach of the queue.
+    let waiting = below.into_iter().any(|(h, _)| h.waiting);
+    let threshold = if waiting { 1 } else { (cap / 32).max(1) };
     let mut out = Vec::new();
     let mut next = 0;
     for (h, &t) in hs.iter().zip(&targets) {
@@ -224,6 +250,7 @@ mod tests {
             share,
             incoming: 0,
             weight,
+            waiting: false,
             epoch: 0,
         }
     }
@@ -276,5 +303,18 @@ mod tests {
         );
         let hs = [h(1, 0, 540, 1.0), h(2, 0, 460, 1.0)];
         assert_eq!(gives_of(1, 1000, 0, &hs), [(2, 40)]);
+    }
+
+    #[test]
+    fn a_member_that_queues_gets_even_the_small_excesses() {
+        // Cap 100 mostly held by member 3; members 1 and 2 are idle with 2 spare each, below
+        // the threshold of 3: they keep them while 3 is content, give them when 3 queues.
+        let mut hs = [h(1, 0, 2, 1.0), h(2, 0, 2, 1.0), h(3, 96, 96, 50.0)];
+        let none: [(MemberId, u64); 0] = [];
+        assert_eq!(gives_of(1, 100, 0, &hs), none);
+        hs[2].waiting = true;
+        hs[2].weight = 5000.0;
+        assert_eq!(gives_of(1, 100, 0, &hs), [(3, 2)]);
+        assert_eq!(gives_of(2, 100, 0, &hs), [(3, 2)]);
     }
 }

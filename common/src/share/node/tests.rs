@@ -266,3 +266,53 @@ fn a_lasting_excess_is_destroyed_a_passing_one_is_not() {
     assert_eq!(b.shares(), [CAP]);
     assert_eq!(b.nodes[0].0.counters().destroyed, 3);
 }
+
+#[test]
+fn a_queue_brings_both_ticks_forward_and_the_spare_share_comes_in_one_round_trip() {
+    let mut b = Bench::new(2);
+    for _ in 0..6 {
+        b.round();
+    }
+    assert_eq!(b.shares(), [5, 5]);
+    let now = b.at();
+    assert_eq!(b.nodes[0].0.early_tick(now), None, "nothing waits");
+    b.occupy(0, 5);
+    b.nodes[0].0.queue_grew(3);
+    let now = b.at();
+    assert_eq!(
+        b.nodes[0].0.early_tick(now),
+        Some(now + EARLY_GAP),
+        "a queue and a peer with spare share: due, but not sooner than the gap"
+    );
+    b.advance(EARLY_GAP * 2);
+    let now = b.at();
+    assert_eq!(b.nodes[0].0.early_tick(now), Some(now), "due now");
+    let (node, table) = &mut b.nodes[0];
+    let demand = Demand {
+        queued: 3,
+        ..Demand::default()
+    };
+    let asking = node.tick(now, table, demand);
+    assert_eq!(node.early_tick(now), None, "the tick was it");
+    node.queue_grew(3);
+    assert_eq!(
+        node.early_tick(now),
+        None,
+        "no growth since the report: no tick"
+    );
+    b.deliver(1, &asking);
+    let now = b.at();
+    assert_eq!(
+        b.nodes[1].0.early_tick(now),
+        Some(now),
+        "node 1 has share to give"
+    );
+    let giving = b.tick(1);
+    b.deliver(0, &giving);
+    assert_eq!(
+        b.shares(),
+        [10, 0],
+        "node 0's three waiting and all the rest"
+    );
+    assert_eq!(b.sum(), CAP);
+}
