@@ -150,7 +150,8 @@ pub struct ProxyArgs {
     /// Idle timeout of upgraded WebSockets, e.g. 1h [default: 1h].
     #[arg(long, value_parser = parse_duration)]
     pub websocket_idle_timeout: Option<Duration>,
-    /// Worker threads for client traffic [default: 1].
+    /// Worker threads for client traffic [default: the cores this process may use, within a
+    /// cgroup CPU limit].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Log format: text or json [default: text]. The level comes from RUST_LOG (default info).

@@ -123,8 +123,8 @@ pub struct Config {
     #[serde(with = "duration")]
     pub upstream_handshake_timeout: Duration,
     /// Worker threads of the traffic listener, each with a listening socket of its own
-    /// (`SO_REUSEPORT`). Default 1 ([`DEFAULT_THREADS`]); [`available_threads`] is the cores
-    /// the process may use.
+    /// (`SO_REUSEPORT`). Default: the cores the process may use ([`available_threads`],
+    /// which honours a cgroup CPU limit).
     pub threads: usize,
     /// On SIGTERM, once `shutdown_delay` is over: how long open connections get. WebSockets
     /// are closed with a 1001 close frame spread over its first half; what is still open at
@@ -199,7 +199,7 @@ impl Default for Config {
             request_header_timeout: DEFAULT_REQUEST_HEADER_TIMEOUT,
             max_request_header_bytes: DEFAULT_MAX_REQUEST_HEADER_BYTES,
             upstream_handshake_timeout: DEFAULT_UPSTREAM_HANDSHAKE_TIMEOUT,
-            threads: DEFAULT_THREADS,
+            threads: available_threads(),
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
@@ -221,12 +221,6 @@ impl Default for Config {
 
 /// Most worker threads `threads` accepts.
 pub const MAX_THREADS: usize = 256;
-
-/// The default of `threads`. Not yet [`available_threads`]: pingora's path with two workers is
-/// fixed (vendor/pingora-proxy), but the whole test suite has not yet passed with 2 workers
-/// (the drain test `a_frame_in_flight_is_finished_before_the_1001_goes_out` fails under a full
-/// run's load with 1 worker and with 2, not yet explained).
-pub const DEFAULT_THREADS: usize = 1;
 
 /// The cores this process may use, as
 /// [`std::thread::available_parallelism`] counts them — on Linux the CPU affinity mask and a

@@ -239,6 +239,11 @@ async fn client(kubeconfig: &Path) -> Result<Client, Error> {
     let config = kube::Config::from_custom_kubeconfig(file, &options)
         .await
         .map_err(|e| Error::Child(format!("{}: {e}", kubeconfig.display())))?;
+    // Built beside the proxy (`cargo xtask soak` builds both at once), rustls has both kube's
+    // ring and the proxy's aws-lc-rs, and so no default provider: name one, as the proxy does.
+    let _ = rustls::crypto::CryptoProvider::install_default(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    );
     Client::try_from(config).map_err(kube_err("building a client"))
 }
 
