@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::Either;
 use pingora::apps::ServerApp;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -239,14 +240,27 @@ fn connection(
         tls,
     ));
     async move {
-        // A `let … else`, not an `if let`: an `if let` would keep room for its scrutinee, the
-        // tunnel moved into the relay, for the relay's whole life.
-        let Some(tunnel) = setup.await else {
-            return drop(open);
+        // Matched in a `let` that ends before the relay is awaited: a binding or an `if let`
+        // of the set-up's answer would keep room for it, the tunnel moved into the relay, for
+        // the relay's whole life.
+        let relaying = match setup.await {
+            Some(Upgraded::Plain(tunnel)) => Either::Left(tunnel.relay(&proxy)),
+            // Boxed: the TLS stream's state is large, and plain WebSockets' tasks would
+            // otherwise carry room for it.
+            Some(Upgraded::Tls(tunnel)) => Either::Right(Box::pin((*tunnel).relay(&proxy))),
+            None => return drop(open),
         };
-        tunnel.relay(&proxy).await;
+        relaying.await;
         drop(open);
     }
+}
+
+/// What the set-up of a connection hands its task: an upgraded WebSocket to relay.
+enum Upgraded {
+    /// Over plain TCP: relayed in the task itself.
+    Plain(Tunnel<TcpStream>),
+    /// Over TLS: relayed in a box of its own.
+    Tls(Box<Tunnel<tls::Stream>>),
 }
 
 /// Sizes of the per-connection futures in this build, in bytes (a future is as large as its
@@ -263,8 +277,10 @@ pub struct Footprint {
     pub relay: usize,
     /// Within that, its one timer (idle timeout, close timeout, shutdown wait).
     pub timer: usize,
+    /// A TLS WebSocket's relay, boxed on its own ([`Upgraded::Tls`]).
+    pub tls_relay: usize,
     /// The boxed set-up of a connection ([`accept`]): allocated at accept and freed when an
-    /// upgraded WebSocket's relay starts (kept by TLS connections and pingora's path).
+    /// upgraded WebSocket's relay starts (kept by connections on pingora's path).
     pub setup: usize,
 }
 
@@ -279,6 +295,7 @@ impl Footprint {
             tunnel_relay: returned(|(t, p): (Tunnel<TcpStream>, &'static Proxy)| t.relay(p)),
             relay: returned(|(r, (c, b)): (relay::Relay, (TcpStream, TcpStream))| r.run(c, b)),
             timer: std::mem::size_of::<tokio::time::Sleep>(),
+            tls_relay: returned(|(t, p): (Tunnel<tls::Stream>, &'static Proxy)| t.relay(p)),
             setup: returned(|(p, h, s, a, w, t)| accept(p, h, s, a, w, t)),
         }
     }
@@ -287,8 +304,8 @@ impl Footprint {
 /// One accepted socket: its socket options and PROXY header ([`inbound::arrive`]), the TLS
 /// handshake if the listener speaks TLS (fed the bytes read after the PROXY header), then
 /// [`serve`]. The PROXY header, the handshake and the first head share one deadline,
-/// `request_header_timeout` from accept. Returns a plain WebSocket's tunnel for the task to
-/// relay; a TLS one is relayed here (its stream's state is large anyway).
+/// `request_header_timeout` from accept. Returns an upgraded WebSocket's tunnel for the task
+/// to relay (the set-up's own states, the TLS handshake's included, are freed by then).
 async fn accept(
     proxy: Arc<Proxy>,
     http: Arc<HttpProxy>,
@@ -296,24 +313,20 @@ async fn accept(
     peer: SocketAddr,
     shutdown: ShutdownWatch,
     tls: Option<Arc<tls::Acceptor>>,
-) -> Option<Tunnel<TcpStream>> {
+) -> Option<Upgraded> {
     let config = proxy.config.load_full();
     let mut arrival = inbound::arrive(&proxy, &config, &mut stream, peer).await?;
     let listening = (&*proxy, &http, &*config, &shutdown);
     let Some(acceptor) = tls else {
-        return serve(listening, stream, arrival).await;
+        return serve(listening, stream, arrival).await.map(Upgraded::Plain);
     };
-    // Boxed: the TLS states (the handshake, the TLS stream's relay) are ten times the size of
-    // the plain ones, and the set-up of every plain connection would otherwise allocate room
-    // for them.
+    // Boxed: the TLS handshake's states are several times the size of the plain ones, and the
+    // set-up of every plain connection would otherwise allocate room for them.
     Box::pin(async move {
         let already = std::mem::take(&mut arrival.already);
         let stream = acceptor.accept(stream, already, arrival.deadline).await?;
-        serve(listening, stream, arrival)
-            .await?
-            .relay(listening.0)
-            .await;
-        None
+        let tunnel = serve(listening, stream, arrival).await?;
+        Some(Upgraded::Tls(Box::new(tunnel)))
     })
     .await
 }
