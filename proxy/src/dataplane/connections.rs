@@ -270,7 +270,7 @@ pub struct Tracked<'a> {
 
 impl Tracked<'_> {
     /// What the relay watches.
-    pub fn signal(&self) -> &Signal {
+    pub fn signal(&self) -> &Arc<Signal> {
         &self.signal
     }
 }

@@ -11,21 +11,25 @@
 //! new connections across the sockets by their 4-tuple hash and each has an accept loop of its
 //! own, so no single loop bounds the rate of upgrades (architecture.md, "Every core").
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::Either;
 use pingora::apps::ServerApp;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::IntCounterVec;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
+use super::connections::Open;
 use super::http::{self, HttpProxy};
 use super::transport::Transport;
-use super::{Proxy, inbound, tunnel};
+use super::tunnel::{self, Tunnel};
+use super::{Proxy, inbound, relay};
 use crate::config::Config;
 use crate::tls;
 
@@ -155,6 +159,7 @@ impl BackgroundService for Traffic {
     async fn start(&self, shutdown: ShutdownWatch) {
         // Stops at the end of the drain's shutdown_delay, or when every component stops.
         let stop = until_either(shutdown, self.proxy.drain.accepting_stopped());
+        debug!(listener = self.name, bytes = ?Footprint::of_this_build(), "per-connection futures");
         let loops: Vec<_> = self
             .listeners
             .iter()
@@ -202,18 +207,105 @@ async fn accept_traffic(
         let (proxy, http) = (Arc::clone(&proxy), Arc::clone(&http));
         let open = proxy.connections.open();
         let (shutdown, tls) = (watch.clone(), tls.clone());
-        drop(tokio::spawn(async move {
-            accept(proxy, http, stream, peer, shutdown, tls).await;
-            drop(open);
-        }));
+        drop(tokio::spawn(connection(
+            proxy, http, stream, peer, shutdown, tls, open,
+        )));
     })
     .await;
+}
+
+/// The task of one accepted connection, counted open until it ends.
+///
+/// Everything up to an upgraded WebSocket — PROXY header, TLS handshake, first head, routing,
+/// the handshake with the backend — runs in a boxed future ([`accept`]) that is freed when it
+/// hands over the [`Tunnel`]; the task then relays it. A future holds room for its largest
+/// state, so without the box every idle WebSocket's task would carry room for all of those
+/// (`docs/architecture.md`, "No buffer while idle"). Not an `async fn`, so that the task holds the
+/// box and not also the moved-from arguments.
+fn connection(
+    proxy: Arc<Proxy>,
+    http: Arc<HttpProxy>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: ShutdownWatch,
+    tls: Option<Arc<tls::Acceptor>>,
+    open: Open,
+) -> impl Future<Output = ()> + Send + 'static {
+    let setup = Box::pin(accept(
+        Arc::clone(&proxy),
+        http,
+        stream,
+        peer,
+        shutdown,
+        tls,
+    ));
+    async move {
+        // Matched in a `let` that ends before the relay is awaited: a binding or an `if let`
+        // of the set-up's answer would keep room for it, the tunnel moved into the relay, for
+        // the relay's whole life.
+        let relaying = match setup.await {
+            Some(Upgraded::Plain(tunnel)) => Either::Left(tunnel.relay(&proxy)),
+            // Boxed: the TLS stream's state is large, and plain WebSockets' tasks would
+            // otherwise carry room for it.
+            Some(Upgraded::Tls(tunnel)) => Either::Right(Box::pin((*tunnel).relay(&proxy))),
+            None => return drop(open),
+        };
+        relaying.await;
+        drop(open);
+    }
+}
+
+/// What the set-up of a connection hands its task: an upgraded WebSocket to relay.
+enum Upgraded {
+    /// Over plain TCP: relayed in the task itself.
+    Plain(Tunnel<TcpStream>),
+    /// Over TLS: relayed in a box of its own.
+    Tls(Box<Tunnel<tls::Stream>>),
+}
+
+/// Sizes of the per-connection futures in this build, in bytes (a future is as large as its
+/// largest state). Logged at debug level when a traffic listener starts; `benches/README.md`,
+/// "Where an idle WebSocket's bytes go", reads them from there.
+#[derive(Debug, Clone, Copy)]
+pub struct Footprint {
+    /// The spawned task's future ([`connection`]): what every open connection's task carries,
+    /// an idle WebSocket's included.
+    pub task_future: usize,
+    /// Within it, the relay of one plain WebSocket ([`Tunnel::relay`]).
+    pub tunnel_relay: usize,
+    /// Within that, the relay proper ([`relay::Relay::run`]).
+    pub relay: usize,
+    /// Within that, its one timer (idle timeout, close timeout, shutdown wait).
+    pub timer: usize,
+    /// A TLS WebSocket's relay, boxed on its own ([`Upgraded::Tls`]).
+    pub tls_relay: usize,
+    /// The boxed set-up of a connection ([`accept`]): allocated at accept and freed when an
+    /// upgraded WebSocket's relay starts (kept by connections on pingora's path).
+    pub setup: usize,
+}
+
+impl Footprint {
+    /// The sizes of this build.
+    pub fn of_this_build() -> Self {
+        fn returned<A, F>(_: impl FnOnce(A) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        Self {
+            task_future: returned(|(p, h, s, a, w, t, o)| connection(p, h, s, a, w, t, o)),
+            tunnel_relay: returned(|(t, p): (Tunnel<TcpStream>, &'static Proxy)| t.relay(p)),
+            relay: returned(|(r, (c, b)): (relay::Relay, (TcpStream, TcpStream))| r.run(c, b)),
+            timer: std::mem::size_of::<tokio::time::Sleep>(),
+            tls_relay: returned(|(t, p): (Tunnel<tls::Stream>, &'static Proxy)| t.relay(p)),
+            setup: returned(|(p, h, s, a, w, t)| accept(p, h, s, a, w, t)),
+        }
+    }
 }
 
 /// One accepted socket: its socket options and PROXY header ([`inbound::arrive`]), the TLS
 /// handshake if the listener speaks TLS (fed the bytes read after the PROXY header), then
 /// [`serve`]. The PROXY header, the handshake and the first head share one deadline,
-/// `request_header_timeout` from accept.
+/// `request_header_timeout` from accept. Returns an upgraded WebSocket's tunnel for the task
+/// to relay (the set-up's own states, the TLS handshake's included, are freed by then).
 async fn accept(
     proxy: Arc<Proxy>,
     http: Arc<HttpProxy>,
@@ -221,26 +313,22 @@ async fn accept(
     peer: SocketAddr,
     shutdown: ShutdownWatch,
     tls: Option<Arc<tls::Acceptor>>,
-) {
+) -> Option<Upgraded> {
     let config = proxy.config.load_full();
-    let Some(mut arrival) = inbound::arrive(&proxy, &config, &mut stream, peer).await else {
-        return;
-    };
+    let mut arrival = inbound::arrive(&proxy, &config, &mut stream, peer).await?;
     let listening = (&*proxy, &http, &*config, &shutdown);
-    match tls {
-        None => serve(listening, stream, arrival).await,
-        // Boxed: a future holds room for its largest state, and the TLS states (the handshake,
-        // the TLS stream's relay) would otherwise be carried by every plain connection too.
-        Some(acceptor) => {
-            Box::pin(async move {
-                let already = std::mem::take(&mut arrival.already);
-                if let Some(stream) = acceptor.accept(stream, already, arrival.deadline).await {
-                    serve(listening, stream, arrival).await
-                }
-            })
-            .await
-        }
-    }
+    let Some(acceptor) = tls else {
+        return serve(listening, stream, arrival).await.map(Upgraded::Plain);
+    };
+    // Boxed: the TLS handshake's states are several times the size of the plain ones, and the
+    // set-up of every plain connection would otherwise allocate room for them.
+    Box::pin(async move {
+        let already = std::mem::take(&mut arrival.already);
+        let stream = acceptor.accept(stream, already, arrival.deadline).await?;
+        let tunnel = serve(listening, stream, arrival).await?;
+        Some(Upgraded::Tls(Box::new(tunnel)))
+    })
+    .await
 }
 
 /// A watch that turns true once either of `a` and `b` does.
@@ -261,25 +349,28 @@ fn until_either(mut a: ShutdownWatch, mut b: ShutdownWatch) -> ShutdownWatch {
 /// accepted under, and the traffic listener's stop signal.
 type Listening<'a> = (&'a Proxy, &'a Arc<HttpProxy>, &'a Config, &'a ShutdownWatch);
 
-/// One client connection: read its first head, then the WebSocket fast path or pingora.
-async fn serve(
+/// One client connection: read its first head, then the WebSocket fast path (its tunnel, once
+/// upgraded) or pingora.
+async fn serve<S: Transport>(
     (proxy, http, config, shutdown): Listening<'_>,
-    mut stream: impl Transport,
+    mut stream: S,
     arrival: inbound::Arrival,
-) {
-    let Some(opened) = inbound::open(proxy, config, &mut stream, arrival).await else {
-        return;
-    };
+) -> Option<Tunnel<S>> {
+    let opened = inbound::open(proxy, config, &mut stream, arrival).await?;
     let inbound::Opened {
         client,
         head,
         request,
     } = opened;
-    if request.websocket && config.websocket_fast_path {
+    // Only this is needed from here on: the method and target strings are freed now.
+    let websocket = request.websocket;
+    drop(request);
+    if websocket && config.websocket_fast_path {
         tunnel::serve(proxy, config, stream, head, &client).await
     } else {
-        // Boxed for the same reason: pingora's session is large, and an idle WebSocket on the
-        // fast path should not carry room for it.
-        Box::pin(http::hand_over(http, stream, head, &client, shutdown)).await
+        // Boxed: pingora's session is large, and the set-up of every WebSocket on the fast
+        // path should not allocate room for it.
+        Box::pin(http::hand_over(http, stream, head, &client, shutdown)).await;
+        None
     }
 }

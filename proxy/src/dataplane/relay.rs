@@ -21,12 +21,13 @@
 
 mod leg;
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::connections::{Ask, Cause, Signal};
@@ -79,14 +80,14 @@ impl End {
 }
 
 /// A relay between a client and a backend: configured, then [`run`](Relay::run).
-pub struct Relay<'a> {
+pub struct Relay {
     idle: Duration,
-    close: Option<(&'a Signal, Duration)>,
+    close: Option<(Arc<Signal>, Duration)>,
     up: Leg,
     down: Leg,
 }
 
-impl<'a> Relay<'a> {
+impl Relay {
     /// A relay that ends after `idle` without a byte either way.
     pub fn new(idle: Duration) -> Self {
         Self {
@@ -105,41 +106,42 @@ impl<'a> Relay<'a> {
     }
 
     /// Closes when `signal` asks, giving a frame in flight and the peers' answers `timeout`.
-    pub fn closed_by(mut self, signal: &'a Signal, timeout: Duration) -> Self {
+    pub fn closed_by(mut self, signal: Arc<Signal>, timeout: Duration) -> Self {
         self.close = Some((signal, timeout));
         self
     }
 
     /// Relays until either side closes or fails, nothing moves for the idle timeout, or a close
     /// the signal asked for is done.
-    pub async fn run<C, B>(self, client: &mut C, backend: &mut B) -> End
+    ///
+    /// The streams are taken by value (pass `&mut` ones to keep them) and dropped when the relay
+    /// ends. Every idle WebSocket's task carries this future, so it is kept small: not an
+    /// `async fn`, so that it holds the relay's state once, where an `async fn` would also keep
+    /// room for its moved-from argument, and one timer serves the idle timeout, the close
+    /// timeout and the wait for the shutdowns (see [`Self::wait_for_shutdown`]).
+    pub fn run<C, B>(self, mut client: C, mut backend: B) -> impl Future<Output = End>
     where
         C: AsyncRead + AsyncWrite + Unpin,
         B: AsyncRead + AsyncWrite + Unpin,
     {
-        let now = Instant::now();
-        let timer = sleep_until(now + self.idle);
-        tokio::pin!(timer);
         let mut state = State {
             up: self.up,
             down: self.down,
             phase: Phase::Relaying,
             heeded: Ask::Relay,
-            last_activity: now,
+            last_activity: Instant::now(),
             idle: self.idle,
             close: self.close,
         };
-        let (end, shut) = poll_fn(|cx| state.poll(cx, client, backend, timer.as_mut())).await;
-        let _ = tokio::time::timeout(SHUTDOWN_WAIT, async {
-            if shut.client {
-                let _ = client.shutdown().await;
-            }
-            if shut.backend {
-                let _ = backend.shutdown().await;
-            }
-        })
-        .await;
-        end
+        async move {
+            state.last_activity = Instant::now();
+            let mut timer = std::pin::pin!(sleep_until(state.last_activity + state.idle));
+            let (end, mut shut) =
+                poll_fn(|cx| state.poll(cx, &mut client, &mut backend, timer.as_mut())).await;
+            timer.as_mut().reset(Instant::now() + SHUTDOWN_WAIT);
+            poll_fn(|cx| shut.poll(cx, &mut client, &mut backend, timer.as_mut())).await;
+            end
+        }
     }
 }
 
@@ -164,6 +166,35 @@ impl Shut {
         client: true,
         backend: true,
     };
+
+    /// Shuts down the write sides named (a TLS stream sends its close_notify), the client's
+    /// first, until `timer` fires.
+    fn poll<C, B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut C,
+        backend: &mut B,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Poll<()>
+    where
+        C: AsyncWrite + Unpin,
+        B: AsyncWrite + Unpin,
+    {
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if self.client {
+            if Pin::new(&mut *client).poll_shutdown(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.client = false;
+        }
+        if self.backend && Pin::new(&mut *backend).poll_shutdown(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.backend = false;
+        Poll::Ready(())
+    }
 }
 
 /// Where a peer stands once the proxy's close frame is queued to it.
@@ -189,7 +220,7 @@ enum Phase {
     Passing,
 }
 
-struct State<'a> {
+struct State {
     /// Client → backend.
     up: Leg,
     /// Backend → client.
@@ -199,10 +230,10 @@ struct State<'a> {
     heeded: Ask,
     last_activity: Instant,
     idle: Duration,
-    close: Option<(&'a Signal, Duration)>,
+    close: Option<(Arc<Signal>, Duration)>,
 }
 
-impl State<'_> {
+impl State {
     /// The relay's one poll: steps both directions until neither can move, then waits on the
     /// sockets, the timer and the signal. One function on purpose: it is the hot path of every
     /// message, and its order (signal, steps, close progress, timer, registration) is the
@@ -246,7 +277,7 @@ impl State<'_> {
                     None => continue,
                 }
             }
-            match self.close {
+            match &self.close {
                 Some((signal, _)) if signal.register(cx.waker()) != self.heeded => continue,
                 _ => return Poll::Pending,
             }
@@ -257,8 +288,8 @@ impl State<'_> {
 
     /// Acts on a new ask of the signal: a cut ends now; a close starts the closing phase.
     fn heed(&mut self, timer: Pin<&mut Sleep>) -> Option<(End, Shut)> {
-        let (signal, timeout) = self.close?;
-        let ask = signal.ask();
+        let (signal, timeout) = self.close.as_ref()?;
+        let (ask, timeout) = (signal.ask(), *timeout);
         if ask == self.heeded {
             return None;
         }

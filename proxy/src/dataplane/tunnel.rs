@@ -1,8 +1,8 @@
 //! The WebSocket fast path: route the upgrade with a reservation ([`connect`] tries other
 //! backends if one refuses), pass the handshake through ([`handshake`]), promote the
-//! reservation on the `101`, then relay with [`super::relay`]. The reservation lives in this
-//! future, so its `Drop` releases the slot on every way out — including the runtime dropping the
-//! future at shutdown.
+//! reservation on the `101`, then relay the [`Tunnel`] with [`super::relay`]. The reservation
+//! lives in this future and then in the tunnel, so its `Drop` releases the slot on every way
+//! out — including the runtime dropping the future at shutdown.
 //!
 //! The backend gets a rewritten head ([`super::head::rewrite`]) and nothing else before its
 //! answer: bytes the client sent after its head are held until the `101` and go with the
@@ -11,13 +11,15 @@
 mod connect;
 mod handshake;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tidegate_common::{Rejected, Reservation};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, Span, debug, debug_span};
 
 use super::client::{Client, Forwarding};
 use super::connections::Cause;
@@ -31,26 +33,79 @@ use connect::NoBackend;
 pub(crate) use connect::is_out_of_descriptors;
 use handshake::Answer;
 
-/// Serves one WebSocket upgrade request whose head has been read.
+/// Routes one WebSocket upgrade request whose head has been read and passes its handshake:
+/// the upgraded connection, ready to [`relay`](Tunnel::relay), or `None` once the client has
+/// been answered otherwise (or has left).
 pub async fn serve<C: Transport>(
     proxy: &Proxy,
     config: &Config,
     mut client: C,
     request: Head,
     who: &Client,
-) {
-    let span = info_span!("websocket", peer = %who.addr, backend = tracing::field::Empty);
+) -> Option<Tunnel<C>> {
+    // Debug level, like every event in it: at the default `info` a span held for the life of
+    // every WebSocket costs the subscriber's registry about 490 bytes per idle WebSocket
+    // (`benches/README.md`, "Where an idle WebSocket's bytes go").
+    let span = debug_span!("websocket", peer = %who.addr, backend = tracing::field::Empty);
     async {
-        let Some((reservation, backend)) = route(proxy, config, &mut client).await else {
-            return;
-        };
+        let (reservation, backend) = route(proxy, config, &mut client).await?;
         tracing::Span::current().record("backend", reservation.backend().label());
         let sent = upstream_head(config, &request, who, client.socket());
         let ends = (client, backend);
-        upgrade(proxy, config, ends, reservation, &sent, request).await;
+        upgrade(proxy, config, ends, reservation, sent, request).await
     }
     .instrument(span)
     .await
+}
+
+/// An upgraded WebSocket, its handshake done: the two sockets, the promoted reservation, where
+/// the frames stand each way, and the timeouts of the config it was accepted under — what the
+/// relay needs and nothing of the handshake. The connection's task runs everything before in a
+/// boxed future that is freed here, so an idle WebSocket's task holds room for the relay only
+/// (`docs/architecture.md`, "No buffer while idle").
+pub struct Tunnel<C> {
+    client: C,
+    backend: TcpStream,
+    reservation: Reservation,
+    /// Client → backend, backend → client.
+    frames: (Frames, Frames),
+    /// `websocket_idle_timeout`, `websocket_close_timeout`.
+    timeouts: (Duration, Duration),
+    /// The `websocket` span of its handshake, for the relay's own events.
+    span: Span,
+}
+
+impl<C: Transport> Tunnel<C> {
+    /// Relays until the WebSocket ends (tracked meanwhile so that the drain can close it), then
+    /// counts how it ended and gives its slot back.
+    ///
+    /// Built from combinators rather than an `async` block: the relay's future is held in place,
+    /// where awaiting it inside a block would also keep room for it moved out of the block's
+    /// captures — every idle WebSocket's task carries this future.
+    pub fn relay(self, proxy: &Proxy) -> impl Future<Output = ()> {
+        let Self {
+            client,
+            backend,
+            reservation,
+            frames: (up, down),
+            timeouts: (idle, close),
+            span,
+        } = self;
+        let started = tokio::time::Instant::now();
+        let tracked = proxy.connections.track(reservation.backend());
+        let relaying = Relay::new(idle)
+            .after(up, down)
+            .closed_by(Arc::clone(tracked.signal()), close)
+            .run(client, backend);
+        relaying
+            .map(move |end| {
+                let cause = tracked.signal().close_cause();
+                finish(proxy, end, started.elapsed(), cause);
+                drop(tracked);
+                drop(reservation);
+            })
+            .instrument(span)
+    }
 }
 
 /// What the backend gets before its answer: the optional PROXY header and the rewritten head.
@@ -117,17 +172,17 @@ async fn left(client: &TcpStream) {
     }
 }
 
-/// The handshake through the connected backend, then, on its `101`, the relay. The
+/// The handshake through the connected backend; on its `101`, the tunnel to relay. The
 /// reservation is promoted on the `101`; on any other answer it is given back before the
-/// client is answered, and otherwise when this returns.
+/// client is answered.
 async fn upgrade<C: Transport>(
     proxy: &Proxy,
     config: &Config,
     (mut client, mut backend): (C, TcpStream),
     mut reservation: Reservation,
-    sent: &[u8],
+    sent: Vec<u8>,
     request: Head,
-) {
+) -> Option<Tunnel<C>> {
     let chosen = Arc::clone(reservation.backend());
     let count = |result| {
         let labels = [chosen.label(), result];
@@ -138,47 +193,46 @@ async fn upgrade<C: Transport>(
     // has passed with the answer.
     let up = Frames::after(request.tail());
     let down;
+    // The rewritten head is freed once sent.
     match handshake::exchange(config, &mut backend, sent).await {
         Answer::Upgraded(response) => {
             reservation.promote();
             down = Frames::after(&response.bytes[response.len..]);
             count("ok");
             if client.write_all(&response.bytes).await.is_err() {
-                return; // the client left during the handshake; the reservation drops here
+                return None; // the client left during the handshake; the reservation drops here
             }
         }
         Answer::Refused(response) => {
             count("refused");
             drop(reservation);
             let timeout = config.upstream_handshake_timeout;
-            return handshake::forward_refusal(client, backend, response, timeout).await;
+            handshake::forward_refusal(client, backend, response, timeout).await;
+            return None;
         }
         Answer::Failed { result, status } => {
             count(result);
             drop(reservation);
             let (code, reason, body) = status;
-            return respond::simple(&mut client, code, reason, &[], body).await;
+            respond::simple(&mut client, code, reason, &[], body).await;
+            return None;
         }
     }
     // What the client sent after its head, held until now.
     if !handshake::pass_held(config, &mut backend, request).await {
-        return;
+        return None;
     }
-    let started = tokio::time::Instant::now();
-    let tracked = proxy.connections.track(reservation.backend());
-    let end = Relay::new(config.websocket_idle_timeout)
-        .after(up, down)
-        .closed_by(tracked.signal(), config.websocket_close_timeout)
-        .run(&mut client, &mut backend)
-        .await;
-    finish(
-        proxy,
-        end,
-        started.elapsed(),
-        tracked.signal().close_cause(),
-    );
-    drop(tracked);
-    drop(reservation);
+    Some(Tunnel {
+        client,
+        backend,
+        reservation,
+        frames: (up, down),
+        timeouts: (
+            config.websocket_idle_timeout,
+            config.websocket_close_timeout,
+        ),
+        span: Span::current(),
+    })
 }
 
 async fn reject<T>(

@@ -46,12 +46,13 @@ pub(super) enum Step {
 #[derive(Default)]
 struct Backlog {
     bytes: Vec<u8>,
-    written: usize,
+    /// At most a chunk plus a close frame: a `u32` keeps every idle leg 8 bytes smaller.
+    written: u32,
 }
 
 impl Backlog {
     fn rest(&self) -> &[u8] {
-        &self.bytes[self.written..]
+        &self.bytes[self.written as usize..]
     }
 }
 
@@ -82,7 +83,7 @@ impl Leg {
 
     /// Queues `frame` after what is owed to the destination (the proxy's own close frame).
     pub(super) fn queue(&mut self, frame: &[u8]) {
-        self.backlog.bytes.drain(..self.backlog.written);
+        self.backlog.bytes.drain(..self.backlog.written as usize);
         self.backlog.written = 0;
         self.backlog.bytes.extend_from_slice(frame);
     }
@@ -177,7 +178,8 @@ impl Leg {
         match Pin::new(&mut *dst).poll_write(cx, self.backlog.rest()) {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::WriteFailed,
             Poll::Ready(Ok(w)) => {
-                self.backlog.written += w;
+                // `w` is at most the rest, and the backlog fits a `u32` (see `Backlog`).
+                self.backlog.written += u32::try_from(w).unwrap_or(u32::MAX);
                 if self.backlog.rest().is_empty() {
                     self.backlog = Backlog::default();
                     self.unflushed = true;

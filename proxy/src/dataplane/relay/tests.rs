@@ -39,7 +39,8 @@ async fn start() -> Peers {
     let shared = Arc::clone(&connections);
     let relay = tokio::spawn(async move {
         let tracked = shared.track(&backend());
-        let relay = Relay::new(Duration::from_secs(3600)).closed_by(tracked.signal(), TIMEOUT);
+        let relay =
+            Relay::new(Duration::from_secs(3600)).closed_by(Arc::clone(tracked.signal()), TIMEOUT);
         relay.run(&mut near_client, &mut near_backend).await
     });
     while connections.websocket_count() == 0 {

@@ -53,11 +53,13 @@ const BACKEND_SLOW: Status = (
     "the backend did not answer the upgrade in time\n",
 );
 
-/// Sends `request` (the rewritten head) and reads the backend's answer, skipping interim ones,
-/// all within `upstream_handshake_timeout`.
-pub(super) async fn exchange(config: &Config, backend: &mut TcpStream, request: &[u8]) -> Answer {
+/// Sends `request` (the rewritten head, freed once written) and reads the backend's answer,
+/// skipping interim ones, all within `upstream_handshake_timeout`.
+pub(super) async fn exchange(config: &Config, backend: &mut TcpStream, request: Vec<u8>) -> Answer {
     let failed = |result, status| Answer::Failed { result, status };
-    if backend.write_all(request).await.is_err() {
+    let written = backend.write_all(&request).await;
+    drop(request);
+    if written.is_err() {
         return failed("backend_error", BACKEND_CLOSED);
     }
     let deadline = Instant::now() + config.upstream_handshake_timeout;
