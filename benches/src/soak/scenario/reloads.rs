@@ -96,7 +96,9 @@ fn version(n: usize, addrs: &[SocketAddr]) -> Version {
         };
     }
     if kind == Kind::Restart {
-        config = config.with("threads: 2");
+        // One more worker than the running proxy has (its default: the cores it may use).
+        let running = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        config = config.with(format!("threads: {}", running + 1));
     }
     let caps = config
         .backends
