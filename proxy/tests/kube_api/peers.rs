@@ -44,6 +44,20 @@ fn replica(ns: &str, identity: &str, min: u32) -> Config {
     s.policy.surge_hold = Duration::from_secs(2);
     s.policy.scale_down_window = Duration::from_secs(3);
     s.policy.scale_down_interval = Duration::from_secs(1);
+    // The policy's other windows scaled to the 1 s boot like the ones above (the defaults are
+    // for pods that boot in 15–120 s): the peak demand a scale-up sizes for, the serving set's
+    // and the forecast errors' windows, and the trends (whose median level would otherwise
+    // remember demand of 15 s ago).
+    s.policy.envelope_window = Duration::from_secs(3);
+    s.policy.serving_window = Duration::from_secs(3);
+    s.policy.forecast_error_window = Duration::from_secs(10);
+    s.policy.trend_window = Duration::from_secs(4);
+    s.policy.trend_long_window = Duration::from_secs(10);
+    // Nor is the forecast's error margin what these tests are about: with pods of 10, the
+    // first connections read as a miss of more than 100 % against forecasts made before them,
+    // and the margin alone would order more pods. (With few checks yet, a few misses are not
+    // evidence; the policy does not know that yet: see the closing note of issue 12.)
+    s.policy.max_forecast_growth = 1.0;
     c.queue_timeout = Duration::ZERO;
     with_peers(c, ns)
 }
@@ -185,9 +199,18 @@ async fn when_the_leader_dies_the_other_leads_without_a_burst_of_old_refusals() 
     wait_until("one leads", || async { one.leading() }).await;
     // one's clients leave before it dies (below): a short storm window keeps their departure
     // from holding two's demand at its old level (the scaler's reconnect-storm rule, not what
-    // this test is about), so any scale-up at takeover would come from old refusals.
+    // this test is about), and a short envelope keeps the full pods of a moment ago out of the
+    // load a scale-up sizes for (the envelope rule), so any scale-up at takeover would come
+    // from old refusals.
     let mut second = replica(&ns, "two", 2);
-    second.scaler.as_mut().unwrap().policy.storm_window = Duration::from_secs(1);
+    let policy = &mut second.scaler.as_mut().unwrap().policy;
+    policy.storm_window = Duration::from_secs(1);
+    policy.envelope_window = Duration::from_secs(1);
+    // Refusals of the last `unmet_window` are demand, leader or follower (a follower keeps the
+    // history it would lead with); those of 20 s ago must not come back at takeover as a burst.
+    // A 1 s window makes every refusal below old by the time one dies.
+    policy.unmet_window = Duration::from_secs(1);
+    policy.surge_hold = Duration::from_secs(1);
     let two = Running::start(second, &[]);
     publish_pair(&admin, &ns, one.admin_addr, two.admin_addr).await;
     // one takes all 20 slots of the two pods of 10.
@@ -208,6 +231,8 @@ async fn when_the_leader_dies_the_other_leads_without_a_burst_of_old_refusals() 
     }
     assert_eq!(two.metric(full), Some(40.0));
     assert!(!two.leading());
+    // The refusals age past two's 1 s unmet window and surge hold: from here on they are old.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // one's clients leave; then one dies.
     drop(held);
     wait_until("two sees one's connections gone", || async {
@@ -229,7 +254,12 @@ async fn when_the_leader_dies_the_other_leads_without_a_burst_of_old_refusals() 
         two.metric(decided).unwrap_or(0.0) >= 3.0
     })
     .await;
-    assert_eq!(two.metric(up), None, "no scale-up from old refusals");
+    assert_eq!(
+        two.metric(up),
+        None,
+        "no scale-up from old refusals: {}",
+        state_json(two.admin_addr).await["scaler"]
+    );
     assert_eq!(replicas(&admin, &ns, "echo").await, 2);
     two.stop().await;
 }
