@@ -56,7 +56,7 @@ fn replica(ns: &str, identity: &str, min: u32) -> Config {
     // Nor is the forecast's error margin what these tests are about: with pods of 10, the
     // first connections read as a miss of more than 100 % against forecasts made before them,
     // and the margin alone would order more pods. (With few checks yet, a few misses are not
-    // evidence; the policy does not know that yet: see the closing note of issue 12.)
+    // evidence; the policy does not know that yet: scaler/README.md, "Model notes and limits".)
     s.policy.max_forecast_growth = 1.0;
     c.queue_timeout = Duration::ZERO;
     with_peers(c, ns)
@@ -231,8 +231,6 @@ async fn when_the_leader_dies_the_other_leads_without_a_burst_of_old_refusals() 
     }
     assert_eq!(two.metric(full), Some(40.0));
     assert!(!two.leading());
-    // The refusals age past two's 1 s unmet window and surge hold: from here on they are old.
-    tokio::time::sleep(Duration::from_secs(3)).await;
     // one's clients leave; then one dies.
     drop(held);
     wait_until("two sees one's connections gone", || async {
