@@ -14,7 +14,9 @@
 #                                              (default: tidegate echo-backend, else wsbench echo)
 #   --no-tidegate-build | BUILD_TIDEGATE=0     use an existing tidegate binary, do not build it
 #   TIDEGATE=path                              tidegate binary (default $CARGO_TARGET_DIR/release/tidegate)
-#   REPEATS, STEPS, HOLD, HS_TIME, LAT_TIME, TP_MESSAGES   scenario sizes (defaults below)
+#   REPEATS, STEPS, HOLD, HS_TIME, LAT_TIME, LAT_CONNS, TP_MESSAGES
+#                                              scenario sizes (defaults below; LAT_CONNS is a
+#                                              list, 100,5000)
 #   WORKERS=2                                  worker threads of HAProxy (nbthread) and tidegate
 #                                              (--threads); default 1. With more than 1, NGINX is
 #                                              left out (its workers are processes, and one is
@@ -37,7 +39,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --backend-cmd) BACKEND_CMD=$2; shift 2 ;;
     --no-tidegate-build) BUILD_TIDEGATE=0; shift ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "peers.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +58,9 @@ else
   OUT_DIR=$ROOT/benches/results OUT_NAME=peers
 fi
 [[ $TLS == 1 ]] && OUT_NAME=$OUT_NAME-tls
-CAP=4000 HS_MAX=20000 LAT_CONNS=100 LAT_RATE=2000 TP_CONNS=16 TP_SIZE=4096
+# Latency runs with each of LAT_CONNS connections (comma-separated), sharing LAT_RATE msg/s.
+: "${LAT_CONNS:=100,5000}"
+CAP=4000 HS_MAX=20000 LAT_RATE=2000 TP_CONNS=16 TP_SIZE=4096
 
 ulimit -n 20000 || { echo "peers.sh: cannot set ulimit -n 20000 (hard limit $(ulimit -Hn))" >&2; exit 1; }
 
@@ -355,8 +359,12 @@ repeat() {
   for name in "${order[@]}"; do stop "${pid[$name]}"; done
 }
 
+# run_latency URL: one latency run per connection count of LAT_CONNS, a JSON line each.
 run_latency() {
-  "$WSBENCH" latency --url "$1" --connections "$LAT_CONNS" --rate "$LAT_RATE" --duration "$LAT_TIME"
+  local conns
+  for conns in ${LAT_CONNS//,/ }; do
+    "$WSBENCH" latency --url "$1" --connections "$conns" --rate "$LAT_RATE" --duration "$LAT_TIME"
+  done
 }
 
 # Proxies in a rotated order each repeat, so none is always measured first or last.
@@ -398,7 +406,7 @@ report() {
     fi
     echo "- one worker each; least connections over 3 echo backends, cap $CAP per backend;" \
       "idle steps $STEPS (hold $HOLD); handshakes ${HS_TIME}/max $HS_MAX, 32 in flight;" \
-      "latency $LAT_CONNS conns at $LAT_RATE msg/s for $LAT_TIME, 32 B; throughput $TP_CONNS conns," \
+      "latency with $LAT_CONNS conns at $LAT_RATE msg/s for $LAT_TIME, 32 B; throughput $TP_CONNS conns," \
       "$TP_MESSAGES x $TP_SIZE B, window 32"
     echo
     "$WSBENCH" table --input "$RESULTS"

@@ -82,9 +82,15 @@ impl BackgroundService for Listener {
             }
             let _ = stop.send(true);
         });
-        listener::accept_loop(listener, "admin", &errors, &mut stopped, |stream, peer| {
-            drop(tokio::spawn(serve(Arc::clone(&self.admin), stream, peer)));
-        })
+        listener::accept_loop(
+            listener,
+            "admin",
+            &errors,
+            &mut stopped,
+            |_, stream, peer| {
+                drop(tokio::spawn(serve(Arc::clone(&self.admin), stream, peer)));
+            },
+        )
         .await;
         until.abort();
     }

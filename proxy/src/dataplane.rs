@@ -1,8 +1,9 @@
 //! The data plane: every client connection, from accept to close.
 //!
 //! The path of one connection, in the order the modules run:
-//! 1. [`listener`] accepts it (its own accept loop as a pingora background service);
-//! 2. [`inbound`] sets its socket options, reads the PROXY header ([`proxy_protocol`]) if one is
+//! 1. [`listener`] accepts it (its own accept loop as a pingora background service), with the
+//!    socket options it has from the listening socket ([`inherited`]);
+//! 2. [`inbound`] reads the PROXY header ([`proxy_protocol`]) if one is
 //!    expected, and settles who the [`client`] is; [`head`] reads and checks its first request
 //!    head, bounded in size and time, and tells a WebSocket upgrade from everything else;
 //! 3. an upgrade takes the fast path in [`tunnel`]: reserve a slot under the cap in the backend
@@ -31,6 +32,7 @@ pub mod frames;
 pub mod head;
 pub mod http;
 pub mod inbound;
+pub mod inherited;
 pub mod listener;
 pub mod metrics;
 pub mod proxy_protocol;

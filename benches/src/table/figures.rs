@@ -21,7 +21,14 @@ pub(super) fn figures(records: &[Record]) -> Vec<Figure> {
     for variant in handshake_variants(records) {
         rows.extend(handshake_rows(variant));
     }
-    rows.extend(latency_rows());
+    let latency_counts: BTreeSet<usize> = records
+        .iter()
+        .filter_map(|r| latency_of(&r.result))
+        .map(|l| l.connections)
+        .collect();
+    for connections in latency_counts {
+        rows.extend(latency_rows(connections));
+    }
     rows.extend([
         row("proxy CPU per million 4 KiB echoes (s)", |o| match o {
             Outcome::Throughput(t) => t.cpu_s_per_million,
@@ -75,13 +82,29 @@ fn handshake_rows(variant: Option<&str>) -> [Figure; 2] {
     rows
 }
 
-fn latency_rows() -> Vec<Figure> {
-    vec![
-        row("round trip p50 (µs)", |o| latency_of(o).map(|l| l.p50_us)),
-        row("round trip p99 (µs)", |o| latency_of(o).map(|l| l.p99_us)),
-        added("added round trip p50 vs direct (µs)", |l| l.p50_us),
-        added("added round trip p99 vs direct (µs)", |l| l.p99_us),
-    ]
+/// The latency rows of the runs with `connections` connections: the proxy's round trip, and
+/// what it adds to the direct run's with as many connections in the same repeat.
+fn latency_rows(connections: usize) -> Vec<Figure> {
+    let at = format!("{} connection{}", count(connections), plural(connections));
+    let quantiles: [(&str, fn(&latency::Report) -> f64); 3] = [
+        ("p50", |l| l.p50_us),
+        ("p99", |l| l.p99_us),
+        ("p99.9", |l| l.p999_us),
+    ];
+    let own = quantiles.map(|(q, pick)| {
+        let label = format!("round trip {q}, {at} (µs)");
+        let value = move |run: &Run<'_>| latency_at(&run.own, connections).map(pick);
+        Figure {
+            label,
+            value: Box::new(value),
+            variant: None,
+        }
+    });
+    let added = quantiles.map(|(q, pick)| {
+        let label = format!("added round trip {q} vs direct, {at} (µs)");
+        added(label, connections, pick)
+    });
+    own.into_iter().chain(added).collect()
 }
 
 /// A figure read from the first outcome of the run that yields a value.
@@ -93,21 +116,34 @@ fn row(label: &str, pick: fn(&Outcome) -> Option<f64>) -> Figure {
     }
 }
 
-/// A latency quantile minus the direct run's in the same repeat (none for direct itself).
-fn added(label: &str, quantile: fn(&latency::Report) -> f64) -> Figure {
+/// A latency quantile minus the direct run's with as many connections in the same repeat
+/// (none for direct itself).
+fn added(label: String, connections: usize, quantile: fn(&latency::Report) -> f64) -> Figure {
     let value = move |run: &Run<'_>| {
-        let own = run.own.iter().find_map(|o| latency_of(o))?;
-        let direct = run.direct.iter().find_map(|o| latency_of(o))?;
+        let own = latency_at(&run.own, connections)?;
+        let direct = latency_at(&run.direct, connections)?;
         if std::ptr::eq(own, direct) {
             return None;
         }
         Some(quantile(own) - quantile(direct))
     };
     Figure {
-        label: label.to_owned(),
+        label,
         value: Box::new(value),
         variant: None,
     }
+}
+
+/// The latency run with `connections` connections among `outcomes`.
+fn latency_at<'a>(outcomes: &[&'a Outcome], connections: usize) -> Option<&'a latency::Report> {
+    outcomes
+        .iter()
+        .filter_map(|o| latency_of(o))
+        .find(|l| l.connections == connections)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 fn bytes_per_conn(conns: usize) -> Figure {

@@ -18,14 +18,19 @@ fn idle(target: &str, repeat: u32, connections: usize, after: u64) -> Record {
 }
 
 fn latency(target: &str, repeat: u32, p50_us: f64) -> Record {
+    latency_with(target, repeat, 1, p50_us)
+}
+
+fn latency_with(target: &str, repeat: u32, connections: usize, p50_us: f64) -> Record {
     let result = Outcome::Latency(latency::Report {
-        connections: 1,
+        connections,
         rate: 1.0,
         sent: 1,
         received: 1,
         p50_us,
         p90_us: p50_us,
         p99_us: p50_us * 2.0,
+        p999_us: p50_us * 2.5,
         max_us: p50_us * 3.0,
     });
     Record {
@@ -82,8 +87,30 @@ fn added_latency_pairs_repeats_with_direct() {
     let row = line(&table, "added round trip p50");
     assert_eq!(
         row,
-        "| added round trip p50 vs direct (µs) | – | 35.0 (1.00×) ±14% | 60.0 (1.71×) |"
+        "| added round trip p50 vs direct, 1 connection (µs) | – | 35.0 (1.00×) ±14% | 60.0 (1.71×) |"
     );
+}
+
+#[test]
+fn latency_rows_per_connection_count_pair_with_direct_at_the_same_count() {
+    let records = vec![
+        latency_with("direct", 1, 100, 50.0),
+        latency_with("direct", 1, 5000, 200.0),
+        latency_with("haproxy", 1, 100, 80.0),
+        latency_with("haproxy", 1, 5000, 400.0),
+        latency_with("tidegate", 1, 100, 70.0),
+        latency_with("tidegate", 1, 5000, 300.0),
+    ];
+    let table = render(&records, &targets(), "haproxy");
+    let small = line(&table, "added round trip p50 vs direct, 100 connections");
+    assert!(
+        small.ends_with("| 30.0 (1.00×) | 20.0 (0.67×) |"),
+        "{small}"
+    );
+    let big = line(&table, "added round trip p99.9 vs direct, 5k connections");
+    assert!(big.ends_with("| 500.0 (1.00×) | 250.0 (0.50×) |"), "{big}");
+    let own = line(&table, "round trip p99, 5k connections");
+    assert!(own.ends_with("| 800.0 (1.00×) | 600.0 (0.75×) |"), "{own}");
 }
 
 fn handshakes(target: &str, variant: &str, cpu_ms_per_1k: f64) -> Record {

@@ -1,6 +1,7 @@
 //! What a new client connection goes through before it is routed, all within
-//! `request_header_timeout` from accept: its socket options (no Nagle, TCP keepalive) and the
-//! PROXY header when `proxy_protocol` asks for one ([`arrive`], on the TCP socket); on a TLS
+//! `request_header_timeout` from accept: the PROXY header when `proxy_protocol` asks for one
+//! ([`arrive`], on the TCP socket; its options, no Nagle and TCP keepalive, it has from the
+//! listener, [`super::inherited`]); on a TLS
 //! listener the handshake then (`crate::tls`, fed the bytes read after the PROXY header); and
 //! its first request head over either stream ([`open`]). Bad input is answered (400, 408, 431)
 //! or, for a missing or malformed PROXY header, the connection is closed; either way it is
@@ -51,8 +52,6 @@ pub async fn arrive(
     stream: &mut TcpStream,
     peer: SocketAddr,
 ) -> Option<Arrival> {
-    let _ = stream.set_nodelay(true);
-    set_keepalive(stream, config.tcp_keepalive);
     let deadline = Instant::now() + config.request_header_timeout;
     let mut arrival = Arrival {
         client: Client {
@@ -121,16 +120,11 @@ fn count(proxy: &Proxy, reason: &str) {
         .inc();
 }
 
-/// Turns on TCP keepalive with `keepalive`'s timings (or leaves it off). A socket that refuses
-/// the option is served anyway.
+/// Turns on TCP keepalive with `keepalive`'s timings on a new backend connection (or leaves it
+/// off, as a new socket is). A socket that refuses the option is served anyway.
 pub fn set_keepalive(stream: &TcpStream, keepalive: Keepalive) {
-    let Some(k) = keepalive.0 else { return };
-    let settings = socket2::TcpKeepalive::new()
-        .with_time(k.idle)
-        .with_interval(k.interval)
-        .with_retries(k.count);
-    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&settings) {
-        debug!(error = %e, "cannot set TCP keepalive");
+    if keepalive.0.is_some() {
+        super::inherited::set_keepalive(&socket2::SockRef::from(stream), keepalive);
     }
 }
 

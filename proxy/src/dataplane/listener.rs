@@ -27,6 +27,7 @@ use tracing::{debug, error, info};
 
 use super::connections::Open;
 use super::http::{self, HttpProxy};
+use super::inherited::Inherited;
 use super::transport::Transport;
 use super::tunnel::{self, Tunnel};
 use super::{Proxy, inbound, relay};
@@ -96,7 +97,7 @@ pub async fn accept_loop(
     name: &'static str,
     errors: &IntCounterVec,
     shutdown: &mut ShutdownWatch,
-    mut serve: impl FnMut(TcpStream, SocketAddr),
+    mut serve: impl FnMut(&TcpListener, TcpStream, SocketAddr),
 ) {
     info!(listener = name, address = ?listener.local_addr().ok(), "listening");
     let mut failing = false;
@@ -107,7 +108,7 @@ pub async fn accept_loop(
                     if std::mem::take(&mut failing) {
                         info!(listener = name, "accepting again");
                     }
-                    serve(stream, peer);
+                    serve(&listener, stream, peer);
                 }
                 Err(e) => {
                     if !std::mem::replace(&mut failing, true) {
@@ -192,7 +193,8 @@ impl BackgroundService for Traffic {
     }
 }
 
-/// One traffic socket's accept loop: a task per connection, counted while it is open.
+/// One traffic socket's accept loop: a task per connection, counted while it is open, with
+/// the running config's socket options handed down by the listener ([`Inherited`]).
 async fn accept_traffic(
     name: &'static str,
     listener: TcpListener,
@@ -203,14 +205,22 @@ async fn accept_traffic(
 ) {
     let errors = proxy.metrics.accept_errors.clone();
     let watch = stop.clone();
-    accept_loop(listener, name, &errors, &mut stop, |stream, peer| {
-        let (proxy, http) = (Arc::clone(&proxy), Arc::clone(&http));
-        let open = proxy.connections.open();
-        let (shutdown, tls) = (watch.clone(), tls.clone());
-        drop(tokio::spawn(connection(
-            proxy, http, stream, peer, shutdown, tls, open,
-        )));
-    })
+    let mut inherited = Inherited::default();
+    accept_loop(
+        listener,
+        name,
+        &errors,
+        &mut stop,
+        |listener, stream, peer| {
+            inherited.accepted(listener, &stream, proxy.config.load().tcp_keepalive);
+            let (proxy, http) = (Arc::clone(&proxy), Arc::clone(&http));
+            let open = proxy.connections.open();
+            let (shutdown, tls) = (watch.clone(), tls.clone());
+            drop(tokio::spawn(connection(
+                proxy, http, stream, peer, shutdown, tls, open,
+            )));
+        },
+    )
     .await;
 }
 

@@ -1,5 +1,7 @@
-//! TCP keepalive on both legs of every proxied connection, read back from the proxy's own
-//! sockets (this process's descriptors, duplicated with `pidfd_getfd`) with `getsockopt`.
+//! TCP keepalive (and no Nagle) on both legs of every proxied connection, read back from the
+//! proxy's own sockets (this process's descriptors, duplicated with `pidfd_getfd`) with
+//! `getsockopt`. The client leg's options come from the listening socket (Linux copies them
+//! to the connections it accepts); a reload that changes them is in `reload.rs`.
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use tidegate_proxy::config::{Keepalive, TcpKeepalive};
 use tokio_tungstenite::MaybeTlsStream;
 
 /// (on, idle, interval, count) of one socket.
-fn keepalive_of(fd: &std::os::fd::OwnedFd) -> (bool, Duration, Duration, u32) {
+pub fn keepalive_of(fd: &std::os::fd::OwnedFd) -> (bool, Duration, Duration, u32) {
     let s = socket2::SockRef::from(fd);
     (
         s.keepalive().unwrap(),
@@ -33,6 +35,10 @@ async fn keepalive_is_set_on_the_client_and_backend_sockets_on_both_paths() {
             c.websocket_fast_path = fast_path;
             c.tcp_keepalive = keepalive;
             let proxy = start_proxy(c);
+            // The second connection: the first one accepted is also set by hand (the listener
+            // is set then), the next ones have only what the listener hands down.
+            let mut first = ws(&proxy).await;
+            echo_once(&mut first, "up").await;
             let mut ws = ws(&proxy).await;
             echo_once(&mut ws, "up").await;
             let MaybeTlsStream::Plain(client) = ws.get_ref() else {
@@ -41,8 +47,16 @@ async fn keepalive_is_set_on_the_client_and_backend_sockets_on_both_paths() {
             let accepted = sockets_with_peer(client.local_addr().unwrap());
             let upstream = sockets_with_peer(backend.addr);
             assert_eq!(accepted.len(), 1, "{case}: the proxy's client-side socket");
-            assert_eq!(upstream.len(), 1, "{case}: the proxy's backend-side socket");
+            assert_eq!(
+                upstream.len(),
+                2,
+                "{case}: the proxy's backend-side sockets"
+            );
             for fd in accepted.iter().chain(&upstream) {
+                assert!(
+                    socket2::SockRef::from(fd).tcp_nodelay().unwrap(),
+                    "{case}: TCP_NODELAY"
+                );
                 let (on, idle, interval, count) = keepalive_of(fd);
                 match keepalive.0 {
                     Some(k) => assert_eq!(
@@ -53,7 +67,7 @@ async fn keepalive_is_set_on_the_client_and_backend_sockets_on_both_paths() {
                     None => assert!(!on, "{case}"),
                 }
             }
-            drop(ws);
+            drop((first, ws));
             wait_until("closed", || async {
                 state(&proxy).await["totals"]["live"] == 0
             })

@@ -112,6 +112,68 @@ async fn configmap_reloads_apply_or_are_refused_without_dropping_live_websockets
     assert_counts_match(&proxy, &[&backend]).await;
 }
 
+/// The client socket of `ws` as the proxy holds it: (keepalive on, idle time).
+fn client_leg_keepalive(ws: &Ws) -> (bool, std::time::Duration) {
+    let tokio_tungstenite::MaybeTlsStream::Plain(client) = ws.get_ref() else {
+        unreachable!("plain ws://")
+    };
+    let accepted = sockets_with_peer(client.local_addr().unwrap());
+    assert_eq!(accepted.len(), 1, "the proxy's client-side socket");
+    let (on, idle, _, _) = crate::keepalive::keepalive_of(&accepted[0]);
+    (on, idle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_tcp_keepalive_reaches_the_next_connections_and_leaves_open_ones_alone() {
+    use std::time::Duration;
+    let backend = Backend::start().await;
+    let with = |keepalive: &str| {
+        format!(
+            "{}tcp_keepalive: {keepalive}\n",
+            yaml(backend.addr, "10", "127.0.0.1:0")
+        )
+    };
+    let mut volume = ConfigMapDir::new(&with("{idle: 31s}"));
+    let proxy = volume.spawn_watching();
+    let mut first = ws(&proxy).await;
+    echo_once(&mut first, "up").await;
+    assert_eq!(
+        client_leg_keepalive(&first),
+        (true, Duration::from_secs(31))
+    );
+
+    volume.publish(&with("off"));
+    wait_until("reload applied", || async {
+        reloads(&proxy, "ok").await == 1.0
+    })
+    .await;
+    let mut second = ws(&proxy).await;
+    echo_once(&mut second, "up").await;
+    assert!(!client_leg_keepalive(&second).0, "off after the reload");
+
+    volume.publish(&with("{idle: 45s}"));
+    wait_until("second reload applied", || async {
+        reloads(&proxy, "ok").await == 2.0
+    })
+    .await;
+    let mut third = ws(&proxy).await;
+    echo_once(&mut third, "up").await;
+    assert_eq!(
+        client_leg_keepalive(&third),
+        (true, Duration::from_secs(45))
+    );
+    // What a socket was accepted with, it keeps.
+    assert_eq!(
+        client_leg_keepalive(&first),
+        (true, Duration::from_secs(31))
+    );
+    assert!(!client_leg_keepalive(&second).0);
+    for c in [&mut first, &mut second, &mut third] {
+        echo_once(c, "still up").await;
+    }
+    assert_counts_match(&proxy, &[&backend]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counters_of_a_backend_that_left_the_table_leave_the_scrape() {
     let stays = Backend::start().await;

@@ -54,6 +54,9 @@ pub struct Report {
     pub p90_us: f64,
     /// 99th percentile.
     pub p99_us: f64,
+    /// 99.9th percentile (0 in records written before it was reported).
+    #[serde(default)]
+    pub p999_us: f64,
     /// Slowest round trip.
     pub max_us: f64,
 }
@@ -148,6 +151,7 @@ fn report(config: &Config, total: &Tally) -> Report {
         p50_us: us(0.5),
         p90_us: us(0.9),
         p99_us: us(0.99),
+        p999_us: us(0.999),
         max_us: total.hist.max() as f64 / 1e3,
     }
 }

@@ -139,9 +139,11 @@ pub async fn run(ctx: &Context) -> Result<Outcome, Error> {
     out.push(Figure::check(
         "established WebSockets keep echoing",
         format!(
-            "p99 {} during (before: {}); {} dropped, {} overdue, {} sent, {} echoed",
+            "p99 {} during (before: {}), slowest {} of {} echoes; {} dropped, {} overdue, {} sent, {} echoed",
             human_us(during.p99_us),
             human_us(baseline.p99_us),
+            human_us(during.max_us),
+            count(during.count),
             counts.dropped,
             counts.overdue,
             count(counts.sent),

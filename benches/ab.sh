@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Same-run A/B of two tidegate builds beside HAProxy: is a change worse than the tree before it?
+# Three echo backends on 127.0.0.1, HAProxy and both tidegates running at once (one worker each
+# unless WORKERS says otherwise), then ROUNDS rounds in a rotated order of upgrades (`wsbench
+# handshakes`, CPU per 1,000 and upgrades/s) and 4 KiB echoes (`wsbench throughput`, CPU per
+# million). Prints every run, then per target the median and min–max of each figure and its
+# ratio to HAProxy's median. CPU figures on this machine spread ±10–15 % from run to run
+# (benches/README.md, "Same-run A/B"), so judge medians over 6 or more rounds.
+#
+#   bash benches/ab.sh OLD NEW [ROUNDS]     OLD, NEW: tidegate binaries; ROUNDS default 8
+#
+# Options (environment): WORKERS (1), HS_MAX (10000 upgrades per run), TP_MESSAGES (100000).
+# An older build of the tree: `git worktree add /tmp/old REV`, then in it
+# `cargo build --release -p tidegate-proxy --bin tidegate` with a target directory of its own.
+# Every process it starts is stopped by PID on exit; every load is bounded in count and time.
+set -euo pipefail
+
+if [[ $# -lt 2 || $1 == -h || $1 == --help ]]; then
+  sed -n '2,14p' "$0"
+  exit 2
+fi
+OLD=$1 NEW=$2 ROUNDS=${3:-8}
+WORKERS=${WORKERS:-1} HS_MAX=${HS_MAX:-10000} TP_MESSAGES=${TP_MESSAGES:-100000}
+for bin in "$OLD" "$NEW"; do
+  "$bin" proxy --help >/dev/null 2>&1 || { echo "ab.sh: $bin is not a runnable tidegate" >&2; exit 2; }
+done
+command -v haproxy >/dev/null || { echo "ab.sh: haproxy not installed (apt-get install haproxy)" >&2; exit 2; }
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WSBENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/wsbench
+(cd "$ROOT" && cargo build --release -q -p tidegate-benches --bin wsbench)
+ulimit -n 20000
+
+WORK=$(mktemp -d /tmp/tidegate-ab.XXXXXX)
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+start() { "$@" >"$WORK/$(basename "$1").$RANDOM.log" 2>&1 & PIDS+=("$!"); STARTED=$!; }
+# up PORT: waits up to 15 s for one WebSocket round trip through PORT.
+up() {
+  local i
+  for i in $(seq 150); do
+    "$WSBENCH" handshakes --url "ws://127.0.0.1:$1/" --duration 1s --max 1 --concurrency 1 2>/dev/null |
+      grep -q '"handshakes":1,' && return 0
+    sleep 0.1
+  done
+  echo "ab.sh: nothing answers WebSockets on port $1" >&2
+  exit 1
+}
+
+mapfile -t PORTS < <("$WSBENCH" free-ports --count 8)
+BACKENDS=("${PORTS[@]:0:3}")
+for port in "${BACKENDS[@]}"; do
+  RUST_LOG=warn start "$NEW" echo-backend --listen "127.0.0.1:$port"
+  up "$port"
+done
+{
+  printf 'global\n    maxconn 9960\n    nbthread %s\ndefaults\n    mode http\n    maxconn 9960\n' "$WORKERS"
+  printf '    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    timeout tunnel 1h\n'
+  printf 'frontend fe\n    bind 127.0.0.1:%s\n    default_backend be\nbackend be\n    balance leastconn\n' "${PORTS[3]}"
+  for i in 0 1 2; do printf '    server b%s 127.0.0.1:%s maxconn 4000\n' "$i" "${BACKENDS[$i]}"; done
+} >"$WORK/haproxy.cfg"
+start haproxy -db -f "$WORK/haproxy.cfg"
+declare -A PORT PID
+PORT[haproxy]=${PORTS[3]} PID[haproxy]=$STARTED
+tidegate() { # NAME BINARY PORT ADMIN
+  local args=(proxy --listen "127.0.0.1:$3" --admin-listen "127.0.0.1:$4" --threads "$WORKERS")
+  local b
+  for b in "${BACKENDS[@]}"; do args+=(--backend "127.0.0.1:$b"); done
+  RUST_LOG=warn start "$2" "${args[@]}" --max-connections-per-backend 4000
+  PORT[$1]=$3 PID[$1]=$STARTED
+}
+tidegate old "$OLD" "${PORTS[4]}" "${PORTS[5]}"
+tidegate new "$NEW" "${PORTS[6]}" "${PORTS[7]}"
+for name in haproxy old new; do up "${PORT[$name]}"; done
+
+field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
+ORDER=(haproxy old new)
+echo "round target cpu_ms_per_1k_upgrades upgrades_per_s cpu_s_per_million_4KiB"
+for round in $(seq "$ROUNDS"); do
+  shift_by=$((round % 3))
+  for name in "${ORDER[@]:$shift_by}" "${ORDER[@]:0:$shift_by}"; do
+    hs=$("$WSBENCH" handshakes --url "ws://127.0.0.1:${PORT[$name]}/" --duration 10s --max "$HS_MAX" --pid "${PID[$name]}")
+    tp=$("$WSBENCH" throughput --url "ws://127.0.0.1:${PORT[$name]}/" --connections 16 --size 4096 \
+      --messages "$TP_MESSAGES" --pid "${PID[$name]}")
+    printf '%s %s %s %s %s\n' "$round" "$name" "$(field cpu_ms_per_1k <<<"$hs")" \
+      "$(field per_s <<<"$hs" | head -1)" "$(field cpu_s_per_million <<<"$tp")"
+  done
+done | tee "$WORK/runs.txt"
+
+python3 - "$WORK/runs.txt" "$WORKERS" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l[0].isdigit()]
+cols = [(2, "CPU per 1,000 upgrades (ms)"), (3, "upgrades/s"), (4, "CPU per million 4 KiB echoes (s)")]
+med = {(t, c): statistics.median(float(r[c]) for r in rows if r[1] == t)
+       for t in ("haproxy", "old", "new") for c, _ in cols}
+print(f"\n{len(rows) // 3} rounds, {sys.argv[2]} worker(s): median (min–max), × HAProxy's median")
+for c, label in cols:
+    cells = []
+    for t in ("haproxy", "old", "new"):
+        v = [float(r[c]) for r in rows if r[1] == t]
+        cells.append(f"{t} {med[(t, c)]:.2f} ({min(v):.2f}–{max(v):.2f}) {med[(t, c)] / med[('haproxy', c)]:.2f}×")
+    print(f"{label}: " + "; ".join(cells))
+EOF
