@@ -82,11 +82,14 @@ fn handshake_rows(variant: Option<&str>) -> [Figure; 2] {
     rows
 }
 
+/// Reads one quantile of a latency report.
+type Quantile = fn(&latency::Report) -> f64;
+
 /// The latency rows of the runs with `connections` connections: the proxy's round trip, and
 /// what it adds to the direct run's with as many connections in the same repeat.
 fn latency_rows(connections: usize) -> Vec<Figure> {
     let at = format!("{} connection{}", count(connections), plural(connections));
-    let quantiles: [(&str, fn(&latency::Report) -> f64); 3] = [
+    let quantiles: [(&str, Quantile); 3] = [
         ("p50", |l| l.p50_us),
         ("p99", |l| l.p99_us),
         ("p99.9", |l| l.p999_us),
@@ -118,7 +121,7 @@ fn row(label: &str, pick: fn(&Outcome) -> Option<f64>) -> Figure {
 
 /// A latency quantile minus the direct run's with as many connections in the same repeat
 /// (none for direct itself).
-fn added(label: String, connections: usize, quantile: fn(&latency::Report) -> f64) -> Figure {
+fn added(label: String, connections: usize, quantile: Quantile) -> Figure {
     let value = move |run: &Run<'_>| {
         let own = latency_at(&run.own, connections)?;
         let direct = latency_at(&run.direct, connections)?;
