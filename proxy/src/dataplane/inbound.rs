@@ -124,7 +124,7 @@ fn count(proxy: &Proxy, reason: &str) {
 /// off, as a new socket is). A socket that refuses the option is served anyway.
 pub fn set_keepalive(stream: &TcpStream, keepalive: Keepalive) {
     if keepalive.0.is_some() {
-        super::inherited::set_keepalive(&socket2::SockRef::from(stream), keepalive);
+        let _ = super::inherited::set_keepalive(&socket2::SockRef::from(stream), keepalive);
     }
 }
 

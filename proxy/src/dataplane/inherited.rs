@@ -9,7 +9,8 @@
 //! it differs from the listener's, sets the listener again and the socket just accepted too
 //! (it may have been queued under the old settings). Connections still queued behind it when
 //! the settings change keep the ones they were queued under, as a connection accepted just
-//! before the reload would.
+//! before the reload would. Should a listener refuse an option, every connection it accepts is
+//! set one by one, as before.
 
 use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
@@ -21,29 +22,35 @@ use crate::config::Keepalive;
 pub struct Inherited {
     /// The keepalive settings on the listener; `None` until first set.
     applied: Option<Keepalive>,
+    /// Whether the listener refused one of them; then every accepted socket is set.
+    refused: bool,
 }
 
 impl Inherited {
     /// Brings `listener` to `keepalive` (and `TCP_NODELAY`) if it is not there yet; `stream`,
-    /// just accepted from it, is given the same settings when they changed.
+    /// just accepted from it, is given the same settings when they changed, or always if the
+    /// listener refused them.
     pub fn accepted(&mut self, listener: &TcpListener, stream: &TcpStream, keepalive: Keepalive) {
-        if self.applied == Some(keepalive) {
+        if self.applied == Some(keepalive) && !self.refused {
             return;
         }
-        let listening = socket2::SockRef::from(listener);
-        if let Err(e) = listening.set_tcp_nodelay(true) {
-            debug!(error = %e, "cannot set TCP_NODELAY on the listener");
+        if self.applied != Some(keepalive) {
+            let listening = socket2::SockRef::from(listener);
+            let nodelay = listening.set_tcp_nodelay(true);
+            if let Err(e) = &nodelay {
+                debug!(error = %e, "cannot set TCP_NODELAY on the listener");
+            }
+            self.refused = nodelay.is_err() | !set_keepalive(&listening, keepalive);
+            self.applied = Some(keepalive);
         }
-        set_keepalive(&listening, keepalive);
         let _ = stream.set_nodelay(true);
-        set_keepalive(&socket2::SockRef::from(stream), keepalive);
-        self.applied = Some(keepalive);
+        let _ = set_keepalive(&socket2::SockRef::from(stream), keepalive);
     }
 }
 
-/// Turns on TCP keepalive with `keepalive`'s timings, or off. A socket that refuses the option
-/// is served anyway.
-pub fn set_keepalive(socket: &socket2::SockRef<'_>, keepalive: Keepalive) {
+/// Turns on TCP keepalive with `keepalive`'s timings, or off; whether the socket took it. A
+/// socket that refuses the option is served anyway.
+pub fn set_keepalive(socket: &socket2::SockRef<'_>, keepalive: Keepalive) -> bool {
     let set = match keepalive.0 {
         Some(k) => socket.set_tcp_keepalive(
             &socket2::TcpKeepalive::new()
@@ -53,7 +60,8 @@ pub fn set_keepalive(socket: &socket2::SockRef<'_>, keepalive: Keepalive) {
         ),
         None => socket.set_keepalive(false),
     };
-    if let Err(e) = set {
+    if let Err(e) = &set {
         debug!(error = %e, "cannot set TCP keepalive");
     }
+    set.is_ok()
 }
