@@ -33,6 +33,17 @@ pub struct PodObservation {
     pub connections: Option<u32>,
 }
 
+impl PodObservation {
+    /// A ready pod with `connections` live connections.
+    pub fn ready(id: u64, connections: u32) -> Self {
+        Self {
+            id,
+            phase: PodPhase::Ready,
+            connections: Some(connections),
+        }
+    }
+}
+
 /// What a policy sees at one instant.
 #[derive(Clone, Copy, Debug)]
 pub struct Observation<'a> {
@@ -121,6 +132,17 @@ pub enum Action {
     ScaleDown,
     /// Same as now.
     Hold,
+}
+
+impl Action {
+    /// The direction from `current` replicas to `wanted`.
+    pub fn toward<T: Ord>(wanted: T, current: T) -> Self {
+        match wanted.cmp(&current) {
+            std::cmp::Ordering::Greater => Action::ScaleUp,
+            std::cmp::Ordering::Less => Action::ScaleDown,
+            std::cmp::Ordering::Equal => Action::Hold,
+        }
+    }
 }
 
 /// Why a decision came out as it did; formats as e.g.

@@ -23,12 +23,8 @@ fn tick() -> impl Strategy<Value = (usize, u32, u32, u32)> {
 }
 
 fn view(n: usize, conns: u32) -> Vec<PodObservation> {
-    (0..n)
-        .map(|i| PodObservation {
-            id: i as u64,
-            phase: PodPhase::Ready,
-            connections: Some(conns),
-        })
+    (0..n as u64)
+        .map(|i| PodObservation::ready(i, conns))
         .collect()
 }
 
@@ -74,16 +70,7 @@ struct Loop {
 impl Loop {
     fn new(ready: usize, boot: u64, capacity: u32) -> Self {
         let pods = (0..ready as u64)
-            .map(|id| {
-                (
-                    PodObservation {
-                        id,
-                        phase: PodPhase::Ready,
-                        connections: Some(0),
-                    },
-                    0,
-                )
-            })
+            .map(|id| (PodObservation::ready(id, 0), 0))
             .collect();
         Loop {
             pods,

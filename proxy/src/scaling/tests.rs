@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tidegate_scaler::policy::{PodObservation, PodPhase, Reason};
+use tidegate_scaler::policy::{PodObservation, Reason};
 
 use super::*;
 
@@ -29,12 +29,7 @@ struct Pods {
 
 impl ScaleTarget for Pods {
     fn pods(&self, _: &LoadSnapshot) -> Vec<PodObservation> {
-        let pod = |id| PodObservation {
-            id,
-            phase: PodPhase::Ready,
-            connections: Some(0),
-        };
-        vec![pod(1), pod(2)]
+        vec![PodObservation::ready(1, 0), PodObservation::ready(2, 0)]
     }
     fn desired(&self) -> u32 {
         2

@@ -367,11 +367,7 @@ impl Policy for Hpa {
         if desired != current {
             self.store_event(now, current, desired);
         }
-        reason.action = match desired.cmp(&current) {
-            std::cmp::Ordering::Greater => Action::ScaleUp,
-            std::cmp::Ordering::Less => Action::ScaleDown,
-            std::cmp::Ordering::Equal => Action::Hold,
-        };
+        reason.action = Action::toward(desired, current);
         Decision {
             replicas: desired.max(0) as u32,
             serving: None,
@@ -424,11 +420,7 @@ mod tests {
     fn obs_pods(v: &[u32]) -> Vec<PodObservation> {
         v.iter()
             .enumerate()
-            .map(|(i, &c)| PodObservation {
-                id: i as u64,
-                phase: PodPhase::Ready,
-                connections: Some(c),
-            })
+            .map(|(i, &c)| PodObservation::ready(i as u64, c))
             .collect()
     }
 

@@ -164,11 +164,7 @@ impl Policy for Kpa {
 
     fn decide(&mut self, now: Duration, obs: &Observation<'_>) -> Decision {
         let (replicas, mut reason) = self.scale(now, obs.ready());
-        reason.action = match replicas.cmp(&obs.desired) {
-            std::cmp::Ordering::Greater => Action::ScaleUp,
-            std::cmp::Ordering::Less => Action::ScaleDown,
-            std::cmp::Ordering::Equal => Action::Hold,
-        };
+        reason.action = Action::toward(replicas, obs.desired);
         reason.current = obs.desired;
         Decision {
             replicas,

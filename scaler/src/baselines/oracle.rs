@@ -23,6 +23,14 @@ pub fn fluid_replicas(d: f64, capacity: u32, min: u32, max: u32) -> u32 {
     ((d / f64::from(capacity)).ceil().max(0.0) as u32).clamp(min, max)
 }
 
+/// Oracle-fluid's replica count for each second of `demand`.
+fn fluid_per_second(demand: &[f64], capacity: u32, min: u32, max: u32) -> Vec<u32> {
+    demand
+        .iter()
+        .map(|&d| fluid_replicas(d, capacity, min, max))
+        .collect()
+}
+
 /// `out[s]` = max of `need` over the window `[s − behind, s + ahead]` (clipped to the ends),
 /// by a monotonic deque in one pass.
 fn window_max(need: &[u32], behind: usize, ahead: usize, min: u32) -> Vec<u32> {
@@ -58,10 +66,7 @@ impl OracleFeasible {
     /// An oracle for `demand` sampled once per second, pods of `capacity`, ordering `lookahead`
     /// ahead (worst-case boot plus actuation), within [min, max].
     pub fn new(demand: &[f64], capacity: u32, lookahead: Duration, min: u32, max: u32) -> Self {
-        let need: Vec<u32> = demand
-            .iter()
-            .map(|&d| fluid_replicas(d, capacity, min, max))
-            .collect();
+        let need = fluid_per_second(demand, capacity, min, max);
         let h = lookahead.as_secs_f64().ceil() as usize;
         OracleFeasible {
             future_max: window_max(&need, 0, h, min).into(),
@@ -89,11 +94,7 @@ impl Policy for OracleFeasible {
     fn decide(&mut self, now: Duration, obs: &Observation<'_>) -> Decision {
         let replicas = self.target(now);
         let load = f64::from(replicas) * f64::from(self.capacity);
-        let action = match replicas.cmp(&obs.desired) {
-            std::cmp::Ordering::Greater => Action::ScaleUp,
-            std::cmp::Ordering::Less => Action::ScaleDown,
-            std::cmp::Ordering::Equal => Action::Hold,
-        };
+        let action = Action::toward(replicas, obs.desired);
         let reason = Reason {
             action,
             basis: "known peak",
@@ -131,10 +132,7 @@ impl OracleCausal {
     /// An oracle seeing `demand` (sampled once per second, linear in between) as it happens,
     /// keeping what it asked for during `hold` (a worst-case boot plus actuation).
     pub fn new(demand: &[f64], capacity: u32, hold: Duration, min: u32, max: u32) -> Self {
-        let need: Vec<u32> = demand
-            .iter()
-            .map(|&d| fluid_replicas(d, capacity, min, max))
-            .collect();
+        let need = fluid_per_second(demand, capacity, min, max);
         let h = hold.as_secs_f64().ceil() as usize;
         OracleCausal {
             demand: demand.into(),
@@ -177,11 +175,7 @@ impl Policy for OracleCausal {
 
     fn decide(&mut self, now: Duration, obs: &Observation<'_>) -> Decision {
         let replicas = self.target(now);
-        let action = match replicas.cmp(&obs.desired) {
-            std::cmp::Ordering::Greater => Action::ScaleUp,
-            std::cmp::Ordering::Less => Action::ScaleDown,
-            std::cmp::Ordering::Equal => Action::Hold,
-        };
+        let action = Action::toward(replicas, obs.desired);
         let reason = Reason {
             action,
             basis: "known present",

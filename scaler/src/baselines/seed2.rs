@@ -133,11 +133,7 @@ impl Policy for Seed2 {
         }
         let replicas = desired.clamp(self.cfg.min_replicas, self.cfg.max_replicas);
         self.last = Some(replicas);
-        let action = match replicas.cmp(&obs.desired) {
-            std::cmp::Ordering::Greater => Action::ScaleUp,
-            std::cmp::Ordering::Less => Action::ScaleDown,
-            std::cmp::Ordering::Equal => Action::Hold,
-        };
+        let action = Action::toward(replicas, obs.desired);
         let reason = Reason {
             action,
             basis: "forecast",
@@ -164,7 +160,7 @@ impl Policy for Seed2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PodObservation, PodPhase};
+    use crate::policy::PodObservation;
 
     fn run(cfg: Seed2Config, totals: &[u32], desired: u32) -> Vec<u32> {
         let mut s = Seed2::new(cfg);
@@ -173,11 +169,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &c)| {
-                let pods = [PodObservation {
-                    id: 0,
-                    phase: PodPhase::Ready,
-                    connections: Some(c),
-                }];
+                let pods = [PodObservation::ready(0, c)];
                 let obs = Observation {
                     pods: &pods,
                     desired: d,

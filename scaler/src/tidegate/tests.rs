@@ -2,12 +2,8 @@ use super::*;
 use crate::policy::{PodObservation, PodPhase};
 
 fn pods(n: usize, conns: u32) -> Vec<PodObservation> {
-    (0..n)
-        .map(|i| PodObservation {
-            id: i as u64,
-            phase: PodPhase::Ready,
-            connections: Some(conns),
-        })
+    (0..n as u64)
+        .map(|i| PodObservation::ready(i, conns))
         .collect()
 }
 
