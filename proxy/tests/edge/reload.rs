@@ -123,6 +123,24 @@ fn client_leg_keepalive(ws: &Ws) -> (bool, std::time::Duration) {
     (on, idle)
 }
 
+/// Publishes `text`, waits until it is the `nth` valid reload applied, and opens a WebSocket
+/// through the reloaded proxy.
+async fn reload_then_open(
+    volume: &mut ConfigMapDir,
+    proxy: &tidegate_proxy::server::Running,
+    text: &str,
+    nth: f64,
+) -> Ws {
+    volume.publish(text);
+    wait_until("reload applied", || async {
+        reloads(proxy, "ok").await == nth
+    })
+    .await;
+    let mut opened = ws(proxy).await;
+    echo_once(&mut opened, "up").await;
+    opened
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_tcp_keepalive_reaches_the_next_connections_and_leaves_open_ones_alone() {
     use std::time::Duration;
@@ -142,22 +160,10 @@ async fn a_reloaded_tcp_keepalive_reaches_the_next_connections_and_leaves_open_o
         (true, Duration::from_secs(31))
     );
 
-    volume.publish(&with("off"));
-    wait_until("reload applied", || async {
-        reloads(&proxy, "ok").await == 1.0
-    })
-    .await;
-    let mut second = ws(&proxy).await;
-    echo_once(&mut second, "up").await;
+    let mut second = reload_then_open(&mut volume, &proxy, &with("off"), 1.0).await;
     assert!(!client_leg_keepalive(&second).0, "off after the reload");
 
-    volume.publish(&with("{idle: 45s}"));
-    wait_until("second reload applied", || async {
-        reloads(&proxy, "ok").await == 2.0
-    })
-    .await;
-    let mut third = ws(&proxy).await;
-    echo_once(&mut third, "up").await;
+    let mut third = reload_then_open(&mut volume, &proxy, &with("{idle: 45s}"), 2.0).await;
     assert_eq!(
         client_leg_keepalive(&third),
         (true, Duration::from_secs(45))
