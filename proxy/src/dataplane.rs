@@ -23,7 +23,8 @@
 //! drained backend's grace runs out).
 //!
 //! [`respond`] writes the proxy's own short answers (400, 408, 431, 502, 503, 504) and
-//! [`metrics`] holds what the paths count. [`Proxy`] is what they all read.
+//! [`metrics`] holds what the paths count. [`turns`] keeps bursts of new and refused
+//! connections from delaying established relays. [`Proxy`] is what they all read.
 
 pub mod client;
 pub mod connections;
@@ -40,6 +41,7 @@ pub mod relay;
 pub mod respond;
 pub mod transport;
 pub mod tunnel;
+pub mod turns;
 
 use std::sync::Arc;
 
@@ -51,6 +53,7 @@ use crate::config::Config;
 pub use connections::Connections;
 pub use drain::Drain;
 pub use metrics::Metrics;
+pub use turns::Refusals;
 
 /// What every connection task reads: the config in force, the backend table with its exact
 /// counts, the data plane's metrics, the open connections and the drain.
@@ -65,6 +68,8 @@ pub struct Proxy {
     pub connections: Arc<Connections>,
     /// The drain on SIGTERM: `/readyz`, the traffic listener's stop, its metrics.
     pub drain: Drain,
+    /// Turns for answering and closing refused connections, one per traffic worker.
+    pub refusals: Refusals,
 }
 
 impl Proxy {
@@ -76,6 +81,7 @@ impl Proxy {
     ) -> Result<Self, crate::metrics::Error> {
         Ok(Self {
             metrics: Metrics::register(registry, &table)?,
+            refusals: Refusals::new(config.threads),
             config: ArcSwap::from_pointee(config),
             table,
             connections: Arc::default(),

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
@@ -104,9 +104,12 @@ pub async fn open<S: Transport>(
         Err(e) => {
             debug!(peer = %client.addr, error = %e, "bad request head");
             count(proxy, e.metric_label());
+            // Answered and shut in a turn: head timeouts come in bursts (`super::turns`).
+            let _turn = proxy.refusals.turn().await;
             if let Some((code, reason)) = e.status() {
                 respond::simple(stream, code, reason, &[], &format!("{e}\n")).await;
             }
+            let _ = tokio::time::timeout(respond::WRITE_TIMEOUT, stream.shutdown()).await;
             None
         }
     }

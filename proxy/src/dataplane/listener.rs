@@ -30,6 +30,7 @@ use super::http::{self, HttpProxy};
 use super::inherited::Inherited;
 use super::transport::Transport;
 use super::tunnel::{self, Tunnel};
+use super::turns::AcceptTurns;
 use super::{Proxy, inbound, relay};
 use crate::config::Config;
 use crate::tls;
@@ -89,7 +90,8 @@ impl Bound {
     }
 }
 
-/// Accepts until `shutdown` fires, handing each connection to `serve`. A failed accept (out of
+/// Accepts until `shutdown` fires, handing each connection to `serve` and letting other tasks
+/// run after every few ([`AcceptTurns`]). A failed accept (out of
 /// descriptors and the like) keeps what is open running and is retried shortly: the first
 /// failure of a streak is logged, every one is counted in `errors{listener=name}`.
 pub async fn accept_loop(
@@ -101,6 +103,7 @@ pub async fn accept_loop(
 ) {
     info!(listener = name, address = ?listener.local_addr().ok(), "listening");
     let mut failing = false;
+    let mut turns = AcceptTurns::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -109,6 +112,7 @@ pub async fn accept_loop(
                         info!(listener = name, "accepting again");
                     }
                     serve(&listener, stream, peer);
+                    turns.accepted().await;
                 }
                 Err(e) => {
                     if !std::mem::replace(&mut failing, true) {
