@@ -19,31 +19,31 @@ use tidegate_scaler::sim::suite::{self, SuiteConfig};
 #[derive(Debug, Parser)]
 #[command(about = "Run the ws-elastic-sim suite and write the report")]
 struct Args {
-    /// Seeds per hand-made trace × B × pipeline [default: 10]
+    /// Seeds per hand-made trace × B × pipeline
     #[arg(long, default_value_t = 10)]
     seeds: u64,
-    /// Generated traces per family, boot delay and set [default: 8]
+    /// Generated traces per family, boot delay and set
     #[arg(long, default_value_t = 8)]
     per_family: u64,
-    /// Generated sets to run: tuning, validation, or both, comma separated [default: both]
+    /// Generated sets to run: tuning, validation, or both, comma separated
     #[arg(long, default_value = "tuning,validation")]
     sets: String,
-    /// Families of generated traces, comma separated, or `all` [default: all]
+    /// Families of generated traces, comma separated, or `all`
     #[arg(long, default_value = "all")]
     families: String,
-    /// Worker threads [default: 2]
+    /// Worker threads
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Hand-made traces, comma separated, or `none` [default: step,ramp,surge,diurnal,flash,storm]
+    /// Hand-made traces, comma separated, or `none`
     #[arg(long, default_value = "step,ramp,surge,diurnal,flash,storm")]
     traces: String,
-    /// Boot delays in seconds, comma separated [default: 15,45,120]
+    /// Boot delays in seconds, comma separated
     #[arg(long, default_value = "15,45,120")]
     boot_delays: String,
-    /// The markdown report [default: benches/results/sim-suite.md]
+    /// The markdown report
     #[arg(long, default_value = "benches/results/sim-suite.md")]
     report: PathBuf,
-    /// Directory for the SVG plots [default: benches/results/sim]
+    /// Directory for the SVG plots
     #[arg(long, default_value = "benches/results/sim")]
     plots: PathBuf,
     /// tidegate's policy settings for the generated traces, as a JSON file of
