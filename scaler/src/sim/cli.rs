@@ -22,44 +22,44 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Flags of `tidegate simulate`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// Demand trace: step, ramp, surge, diurnal, flash, storm, or a CSV file
-    /// (`t_seconds,connections`, header optional) [default: step]
+    /// Demand trace: step, ramp, surge, diurnal, flash, storm, a generated trace
+    /// `gen:<family>:<seed>` (the suite's families, e.g. `gen:flat:2007`), or a CSV file
+    /// (`t_seconds,connections`, header optional)
     #[arg(long, default_value = "step")]
     pub trace: String,
-    /// Nominal pod boot delay B (±20% uniform), between 1s and 10m [default: 45s]
+    /// Nominal pod boot delay B (±20% uniform), between 1s and 10m
     #[arg(long, default_value = "45s", value_parser = parse_duration)]
     pub boot_delay: Duration,
     /// Input pipeline of the Seed2 policies (HPA-prom, HPA-direct, KPA and tidegate have fixed
-    /// feeds) [default: prom]
+    /// feeds)
     #[arg(long, value_enum, default_value_t = Pipeline::Prom)]
     pub pipeline: Pipeline,
-    /// Prometheus scrape interval S for prom-fed policies [default: 30s]
+    /// Prometheus scrape interval S for prom-fed policies
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub scrape_interval: Duration,
     /// Policies: `all` or a comma-separated list of tidegate, HPA-prom, HPA-direct, KPA, Seed2-a,
-    /// Seed2-a-nr, Seed2-b, Seed2-b-nr, Seed2-lin, Oracle-feasible, Oracle-fluid [default: all]
+    /// Seed2-a-nr, Seed2-b, Seed2-b-nr, Seed2-lin, Oracle-feasible, Oracle-fluid
     #[arg(long, default_value = "all")]
     pub policies: String,
-    /// Number of seeds (0, 1, …, N-1) [default: 10]
+    /// Number of seeds (0, 1, …, N-1)
     #[arg(long, default_value_t = 10)]
     pub seeds: u64,
-    /// Output directory for summary.json, decisions.csv and SVG plots [default: sim-out]
+    /// Output directory for summary.json, decisions.csv and SVG plots
     #[arg(long, default_value = "sim-out")]
     pub out: PathBuf,
-    /// What the edge does when no pod has room: hold (up to 5 s) or reject [default: hold]
+    /// What the edge does when no pod has room: hold (up to 5 s) or reject
     #[arg(long, value_enum, default_value_t = Placement::Hold)]
     pub placement: Placement,
-    /// How deleted pods end: hard, grace (30 s), drain [default: grace]
+    /// How deleted pods end: hard, grace (30 s), drain
     #[arg(long, value_enum, default_value_t = Termination::Grace)]
     pub termination: Termination,
-    /// Victim selection on scale-down: policy, replicaset, deletion-cost [default: policy]
+    /// Victim selection on scale-down: policy, replicaset, deletion-cost
     #[arg(long, value_enum, default_value_t = Victims::Policy)]
     pub victims: Victims,
     /// Reconnect behaviour: jitter (full jitter backoff) or herd (all retry after 1 s)
-    /// [default: jitter]
     #[arg(long, value_enum, default_value_t = Reconnect::Jitter)]
     pub reconnect: Reconnect,
-    /// Worker threads [default: 2]
+    /// Worker threads
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
 }
