@@ -3,8 +3,9 @@
 //! with; new connections use the new one.
 //!
 //! The watch polls once a second for a change of the file's content fingerprint (size, mtime and
-//! the resolved path), which also catches a Kubernetes ConfigMap update: the kubelet swaps the
-//! `..data` symlink, so the path resolves to a new file. An invalid file keeps the old snapshot,
+//! the resolved path; its first poll, when it starts, always reads the file), which also catches
+//! a Kubernetes ConfigMap update: the kubelet swaps the `..data` symlink, so the path resolves to
+//! a new file. An invalid file keeps the old snapshot,
 //! is logged with the parser's message and counted as `tidegate_config_reloads_total{result=
 //! "error"}`. Settings that cannot change in a running process (listen addresses, threads, the
 //! backend source, the scaler's presence, the peers section but for its `static` list) keep
@@ -152,7 +153,10 @@ fn keep_frozen(current: &Config, mut next: Config) -> (Config, Vec<&'static str>
 #[async_trait]
 impl BackgroundService for Watch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut seen = self.fingerprint();
+        // Nothing seen yet: the first tick (at once) reads the file and compares its config with
+        // the running one, so a change made between the process's read and this service's start
+        // is applied, not taken for the version running ("unchanged" is not counted).
+        let mut seen = None;
         let mut ticks = tokio::time::interval(POLL);
         loop {
             tokio::select! {

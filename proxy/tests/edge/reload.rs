@@ -30,7 +30,16 @@ impl ConfigMapDir {
     }
 
     /// A proxy running this volume's config and watching it.
-    fn spawn_watching(&self) -> tidegate_proxy::server::Running {
+    fn spawn_watching(&mut self) -> tidegate_proxy::server::Running {
+        self.spawn_watching_after(|_| {})
+    }
+
+    /// A proxy built from this volume's config and watching it, with `meanwhile` done to the
+    /// volume after the config was read and before the proxy (and its watch) starts.
+    fn spawn_watching_after(
+        &mut self,
+        meanwhile: impl FnOnce(&mut Self),
+    ) -> tidegate_proxy::server::Running {
         let path = self.path();
         let config = tidegate_proxy::config::load_file(&path).unwrap();
         let mut app = App::build(config).unwrap();
@@ -40,6 +49,7 @@ impl ConfigMapDir {
             Box::new(move || tidegate_proxy::config::load_file(Path::new(&load_path))),
         )
         .unwrap();
+        meanwhile(self);
         app.spawn()
     }
 
@@ -178,6 +188,24 @@ async fn a_reloaded_tcp_keepalive_reaches_the_next_connections_and_leaves_open_o
         echo_once(c, "still up").await;
     }
     assert_counts_match(&proxy, &[&backend]).await;
+}
+
+/// The watch's first look at the file is a read, not an assumption that the file still holds
+/// what the process started with: a version published in between is applied. (It used to
+/// fingerprint the file when its service started, and such a version was never applied; a
+/// loaded machine once started it late enough for the keepalive test above to miss a reload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_published_before_the_watch_starts_is_applied() {
+    let backend = Backend::start().await;
+    let mut volume = ConfigMapDir::new(&yaml(backend.addr, "10", "127.0.0.1:0"));
+    let proxy = volume.spawn_watching_after(|v| v.publish(&yaml(backend.addr, "7", "127.0.0.1:0")));
+    wait_until("the version published before the watch started", || async {
+        state(&proxy).await["backends"][0]["capacity"] == 7
+    })
+    .await;
+    assert_eq!(reloads(&proxy, "ok").await, 1.0);
+    let mut c = ws(&proxy).await;
+    echo_once(&mut c, "up").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
