@@ -44,7 +44,8 @@ async fn keepalive_is_set_on_the_client_and_backend_sockets_on_both_paths() {
             let MaybeTlsStream::Plain(client) = ws.get_ref() else {
                 unreachable!("plain ws://")
             };
-            let accepted = sockets_with_peer(client.local_addr().unwrap());
+            let accepted =
+                sockets_between(client.peer_addr().unwrap(), client.local_addr().unwrap());
             let upstream = sockets_with_peer(backend.addr);
             assert_eq!(accepted.len(), 1, "{case}: the proxy's client-side socket");
             assert_eq!(

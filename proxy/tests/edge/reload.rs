@@ -127,7 +127,7 @@ fn client_leg_keepalive(ws: &Ws) -> (bool, std::time::Duration) {
     let tokio_tungstenite::MaybeTlsStream::Plain(client) = ws.get_ref() else {
         unreachable!("plain ws://")
     };
-    let accepted = sockets_with_peer(client.local_addr().unwrap());
+    let accepted = sockets_between(client.peer_addr().unwrap(), client.local_addr().unwrap());
     assert_eq!(accepted.len(), 1, "the proxy's client-side socket");
     let (on, idle, _, _) = crate::keepalive::keepalive_of(&accepted[0]);
     (on, idle)

@@ -286,6 +286,19 @@ pub async fn assert_counts_match(proxy: &Running, backends: &[&Backend]) {
 /// This process's TCP sockets connected to `peer`, as duplicated descriptors (`pidfd_getfd` on
 /// ourselves), so tests can read back the options the in-process proxy set on its own sockets.
 pub fn sockets_with_peer(peer: SocketAddr) -> Vec<std::os::fd::OwnedFd> {
+    sockets_where(|_, to| to == Some(peer))
+}
+
+/// This process's sockets from `local` to `peer`: the proxy's end of one client connection is
+/// the one from the address the client connected to. The peer alone is not enough there: the
+/// kernel may give the proxy's connect to a backend the same ephemeral port as a client's.
+pub fn sockets_between(local: SocketAddr, peer: SocketAddr) -> Vec<std::os::fd::OwnedFd> {
+    sockets_where(|from, to| from == Some(local) && to == Some(peer))
+}
+
+fn sockets_where(
+    keep: impl Fn(Option<SocketAddr>, Option<SocketAddr>) -> bool,
+) -> Vec<std::os::fd::OwnedFd> {
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
     let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
     let mut found = Vec::new();
@@ -300,8 +313,12 @@ pub fn sockets_with_peer(peer: SocketAddr) -> Vec<std::os::fd::OwnedFd> {
         let Ok(fd) = pidfd_getfd(&me, n, PidfdGetfdFlags::empty()) else {
             continue;
         };
-        let connected_to = socket2::SockRef::from(&fd).peer_addr().ok();
-        if connected_to.and_then(|a| a.as_socket()) == Some(peer) {
+        let s = socket2::SockRef::from(&fd);
+        let (from, to) = (
+            s.local_addr().ok().and_then(|a| a.as_socket()),
+            s.peer_addr().ok().and_then(|a| a.as_socket()),
+        );
+        if keep(from, to) {
             found.push(fd);
         }
     }
