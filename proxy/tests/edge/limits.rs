@@ -178,8 +178,10 @@ async fn a_connect_that_hits_the_descriptor_limit_ejects_no_backend_on_either_pa
         while free() >= 3 {
             let before = proxy.open_fds(LIMIT);
             held.push(try_open(proxy.traffic).await.expect("room for this one"));
+            // At least: on a loaded machine one of the proxy's runtimes may still be starting
+            // (its epoll and eventfd open late); the next `free()` counts them either way.
             wait_until("both sockets of the WebSocket are open", || async {
-                proxy.open_fds(LIMIT) == before + 2
+                proxy.open_fds(LIMIT) >= before + 2
             })
             .await;
         }
