@@ -160,28 +160,28 @@ impl Acceptor {
     }
 
     /// The handshake on an accepted socket whose first bytes `already` were read off it (what
-    /// followed a PROXY header; empty without one), to be done by `deadline`; `None` once a
-    /// failure has been counted and the socket closed.
+    /// followed a PROXY header; empty without one), to be done by `deadline`; once a failure
+    /// has been counted, the socket, closed when the caller drops it.
     pub async fn accept(
         &self,
         tcp: TcpStream,
         already: Vec<u8>,
         deadline: Instant,
-    ) -> Option<Stream> {
+    ) -> Result<Stream, accept::Unclosed> {
         match accept::handshake(&self.inner, tcp, already, deadline).await {
             Ok(stream) => {
                 let version = version_label(stream.get_ref().1.protocol_version());
                 self.metrics.handshakes.with_label_values(&[version]).inc();
-                Some(stream)
+                Ok(stream)
             }
-            Err(refusal) => {
+            Err((refusal, unclosed)) => {
                 tracing::debug!(reason = refusal.metric_label(), "tls handshake refused");
                 let reason = [refusal.metric_label()];
                 self.metrics
                     .handshake_errors
                     .with_label_values(&reason)
                     .inc();
-                None
+                Err(unclosed)
             }
         }
     }

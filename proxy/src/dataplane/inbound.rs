@@ -73,6 +73,9 @@ pub async fn arrive(
             Err(e) => {
                 debug!(%peer, error = %e, "no valid PROXY header; closing");
                 count(proxy, e.metric_label());
+                // Shut in a turn, like every refusal (`super::turns`).
+                let _turn = proxy.refusals.turn().await;
+                let _ = stream.shutdown().await;
                 return None;
             }
         }

@@ -338,7 +338,15 @@ async fn accept(
     // set-up of every plain connection would otherwise allocate room for them.
     Box::pin(async move {
         let already = std::mem::take(&mut arrival.already);
-        let stream = acceptor.accept(stream, already, arrival.deadline).await?;
+        let stream = match acceptor.accept(stream, already, arrival.deadline).await {
+            Ok(stream) => stream,
+            Err(unclosed) => {
+                // Closed in a turn: handshake timeouts come in bursts (`super::turns`).
+                let _turn = listening.0.refusals.turn().await;
+                drop(unclosed);
+                return None;
+            }
+        };
         let tunnel = serve(listening, stream, arrival).await?;
         Some(Upgraded::Tls(Box::new(tunnel)))
     })

@@ -1,5 +1,6 @@
 //! Taking turns: the work that comes in bursts — accepting new connections, and answering and
-//! closing the ones refused for a slow or bad head — gives the runtime back in small batches,
+//! closing the ones refused before they are routed (a bad PROXY header, a failed or timed-out
+//! TLS handshake, a slow or bad head) — gives the runtime back in small batches,
 //! so that a relay woken by its sockets waits behind a handful of them, not behind the burst.
 //!
 //! tokio runs ready tasks first in, first out. Without turns, an accept loop puts up to 128
@@ -32,7 +33,8 @@ impl AcceptTurns {
     }
 }
 
-/// The turns refused connections take to be answered and closed: as many at once as the
+/// The turns refused connections take to be answered and closed (or, without an answer, shut
+/// or dropped): as many at once as the
 /// traffic listener has workers, the rest waiting parked (not in the run queue) for a turn.
 /// A turn is a write and a FIN: the answer is short and goes into the socket's empty send
 /// buffer, so a client that never reads cannot hold one, each frees within microseconds, and a

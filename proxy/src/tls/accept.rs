@@ -1,7 +1,7 @@
 //! The TLS accept step: look at the first byte, then run the handshake, all before the
 //! connection's deadline (`request_header_timeout` from accept). Whatever goes wrong ends here:
-//! the connection is closed and the reason counted, and no backend is chosen, reserved or
-//! connected to.
+//! the reason is counted, the socket handed back to be closed ([`Unclosed`]), and no backend is
+//! chosen, reserved or connected to.
 //!
 //! A TLS connection starts with a handshake record (content type 0x16). A client that speaks
 //! plain HTTP to the TLS port starts with a method name instead: it gets a plaintext `400` that
@@ -109,6 +109,21 @@ fn rejects_certificate(alert: AlertDescription) -> bool {
     )
 }
 
+/// The socket of a connection refused before its handshake completed, still open: it closes
+/// when this is dropped, so that the caller chooses when (the data plane closes it in a turn,
+/// with the other refusals: `dataplane::turns`).
+pub struct Unclosed {
+    _socket: Box<dyn Send>,
+}
+
+impl Unclosed {
+    fn new(socket: impl Send + 'static) -> Self {
+        Self {
+            _socket: Box::new(socket),
+        }
+    }
+}
+
 /// Runs the handshake on `tcp`, whose first bytes `already` were read off it, to be done by
 /// `deadline`.
 pub async fn handshake(
@@ -116,21 +131,30 @@ pub async fn handshake(
     tcp: TcpStream,
     already: Vec<u8>,
     deadline: Instant,
-) -> Result<Stream, Refusal> {
+) -> Result<Stream, (Refusal, Unclosed)> {
     let first = match already.first() {
         Some(&byte) => byte,
-        None => first_byte(&tcp, deadline).await?,
+        None => match first_byte(&tcp, deadline).await {
+            Ok(byte) => byte,
+            Err(refusal) => return Err((refusal, Unclosed::new(tcp))),
+        },
     };
     if first != HANDSHAKE_RECORD {
-        return Err(refuse_plaintext(tcp, first, deadline).await);
+        let (refusal, tcp) = refuse_plaintext(tcp, first, deadline).await;
+        return Err((refusal, Unclosed::new(tcp)));
     }
     let mut fed = Ok(());
-    let accept = acceptor.accept_with(tcp, |connection| fed = feed(connection, &already));
-    fed.map_err(|e| Refusal::from_handshake(&e))?;
-    match timeout_at(deadline, accept).await {
-        Err(_) => Err(Refusal::Timeout),
+    // Fallible: a failed handshake hands the socket back instead of closing it.
+    let mut accept = acceptor
+        .accept_with(tcp, |connection| fed = feed(connection, &already))
+        .into_fallible();
+    if let Err(e) = fed {
+        return Err((Refusal::from_handshake(&e), Unclosed::new(accept)));
+    }
+    match timeout_at(deadline, &mut accept).await {
+        Err(_) => Err((Refusal::Timeout, Unclosed::new(accept))),
         Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(Refusal::from_handshake(&e)),
+        Ok(Err((e, tcp))) => Err((Refusal::from_handshake(&e), Unclosed::new(tcp))),
     }
 }
 
@@ -162,10 +186,14 @@ fn feed(connection: &mut ServerConnection, mut already: &[u8]) -> io::Result<()>
 }
 
 /// Answers a request that starts like HTTP (an upper-case method name) with a plaintext 400;
-/// anything else is closed without a word.
-async fn refuse_plaintext(mut tcp: TcpStream, first: u8, deadline: Instant) -> Refusal {
+/// anything else is refused without a word. Hands the socket back, to be closed.
+async fn refuse_plaintext(
+    mut tcp: TcpStream,
+    first: u8,
+    deadline: Instant,
+) -> (Refusal, TcpStream) {
     if !first.is_ascii_uppercase() {
-        return Refusal::NotTls;
+        return (Refusal::NotTls, tcp);
     }
     let mut chunk = [0u8; 4096];
     let mut drained = 0;
@@ -180,7 +208,7 @@ async fn refuse_plaintext(mut tcp: TcpStream, first: u8, deadline: Instant) -> R
         tcp.shutdown().await
     })
     .await;
-    Refusal::PlaintextHttp
+    (Refusal::PlaintextHttp, tcp)
 }
 
 #[cfg(test)]
