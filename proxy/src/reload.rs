@@ -5,11 +5,11 @@
 //! The watch polls once a second for a change of the file's content fingerprint (size, mtime and
 //! the resolved path; its first poll, when it starts, always reads the file), which also catches
 //! a Kubernetes ConfigMap update: the kubelet swaps the `..data` symlink, so the path resolves to
-//! a new file. An invalid file keeps the old snapshot,
-//! is logged with the parser's message and counted as `tidegate_config_reloads_total{result=
-//! "error"}`. Settings that cannot change in a running process (listen addresses, threads, the
-//! backend source, the scaler's presence, the peers section but for its `static` list) keep
-//! their old values and are reported as needing a restart.
+//! a new file. An invalid file keeps the old snapshot, is logged with the parser's message and
+//! counted as `tidegate_config_reloads_total{result="error"}`. Settings that cannot change in a
+//! running process (listen addresses, threads, the backend source, the scaler's presence, the
+//! peers section but for its `static` list) keep their old values and are reported as needing
+//! a restart.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
-//! Taking turns: the work that comes in bursts — accepting new connections, and answering and
-//! closing the ones refused before they are routed (a bad PROXY header, a failed or timed-out
-//! TLS handshake, a slow or bad head) — gives the runtime back in small batches,
-//! so that a relay woken by its sockets waits behind a handful of them, not behind the burst.
+//! Taking turns: the work that comes in bursts gives the runtime back in small batches, so that
+//! a relay woken by its sockets waits behind a handful of them, not behind the burst. Two such
+//! bursts: accepting new connections, and answering and closing the ones refused before they
+//! are routed (a bad PROXY header, a failed or timed-out TLS handshake, a slow or bad head).
 //!
 //! tokio runs ready tasks first in, first out. Without turns, an accept loop puts up to 128
 //! new connections (its cooperative budget) in the queue between two polls of an established
@@ -34,11 +34,11 @@ impl AcceptTurns {
 }
 
 /// The turns refused connections take to be answered and closed (or, without an answer, shut
-/// or dropped): as many at once as the
-/// traffic listener has workers, the rest waiting parked (not in the run queue) for a turn.
-/// A turn is a write and a FIN: the answer is short and goes into the socket's empty send
-/// buffer, so a client that never reads cannot hold one, each frees within microseconds, and a
-/// burst of thousands is still answered within milliseconds of each connection's deadline.
+/// or dropped): as many at once as the traffic listener has workers, the rest waiting parked
+/// (not in the run queue) for a turn. A turn is at most a write and a FIN: the answer is short
+/// and goes into the socket's empty send buffer, so a client that never reads cannot hold one,
+/// each frees within microseconds, and a burst of thousands is still answered within
+/// milliseconds of each connection's deadline.
 #[derive(Debug)]
 pub struct Refusals {
     turns: Semaphore,
