@@ -1,9 +1,9 @@
 //! What a new client connection goes through before it is routed, all within
 //! `request_header_timeout` from accept: the PROXY header when `proxy_protocol` asks for one
 //! ([`arrive`], on the TCP socket; its options, no Nagle and TCP keepalive, it has from the
-//! listener, [`super::inherited`]); on a TLS
-//! listener the handshake then (`crate::tls`, fed the bytes read after the PROXY header); and
-//! its first request head over either stream ([`open`]). Bad input is answered (400, 408, 431)
+//! listener, [`super::inherited`]); on a TLS listener the handshake then (`crate::tls`, fed the
+//! bytes read after the PROXY header); and its first request head over either stream
+//! ([`open`]). Bad input is answered (400, 408, 431)
 //! or, for a missing or malformed PROXY header, the connection is closed; either way it is
 //! counted in `tidegate_bad_requests_total`.
 
@@ -18,7 +18,7 @@ use super::client::{Client, Proto};
 use super::head::{self, Head, Request};
 use super::transport::Transport;
 use super::{Proxy, proxy_protocol, respond};
-use crate::config::{Config, Keepalive, ProxyProtocol};
+use crate::config::{Config, ProxyProtocol};
 
 /// First read of a PROXY header: room for a v1 header or a v2 one with a few TLVs.
 const PROXY_FIRST_READ: usize = 256;
@@ -124,14 +124,6 @@ fn count(proxy: &Proxy, reason: &str) {
         .bad_requests
         .with_label_values(&[reason])
         .inc();
-}
-
-/// Turns on TCP keepalive with `keepalive`'s timings on a new backend connection (or leaves it
-/// off, as a new socket is). A socket that refuses the option is served anyway.
-pub fn set_keepalive(stream: &TcpStream, keepalive: Keepalive) {
-    if keepalive.0.is_some() {
-        let _ = super::inherited::set_keepalive(&socket2::SockRef::from(stream), keepalive);
-    }
 }
 
 /// Why no PROXY header could be read.

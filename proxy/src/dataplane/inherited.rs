@@ -49,7 +49,8 @@ impl Inherited {
 }
 
 /// Turns on TCP keepalive with `keepalive`'s timings, or off; whether the socket took it. A
-/// socket that refuses the option is served anyway.
+/// socket that refuses the option is served anyway. The backend leg's sockets are set with it
+/// too, after their connect (`tunnel::connect`).
 pub fn set_keepalive(socket: &socket2::SockRef<'_>, keepalive: Keepalive) -> bool {
     let set = match keepalive.0 {
         Some(k) => socket.set_tcp_keepalive(

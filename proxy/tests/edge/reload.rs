@@ -124,12 +124,7 @@ async fn configmap_reloads_apply_or_are_refused_without_dropping_live_websockets
 
 /// The client socket of `ws` as the proxy holds it: (keepalive on, idle time).
 fn client_leg_keepalive(ws: &Ws) -> (bool, std::time::Duration) {
-    let tokio_tungstenite::MaybeTlsStream::Plain(client) = ws.get_ref() else {
-        unreachable!("plain ws://")
-    };
-    let accepted = sockets_between(client.peer_addr().unwrap(), client.local_addr().unwrap());
-    assert_eq!(accepted.len(), 1, "the proxy's client-side socket");
-    let (on, idle, _, _) = crate::keepalive::keepalive_of(&accepted[0]);
+    let (on, idle, _, _) = crate::keepalive::keepalive_of(&proxy_end_of(ws));
     (on, idle)
 }
 

@@ -296,6 +296,16 @@ pub fn sockets_between(local: SocketAddr, peer: SocketAddr) -> Vec<std::os::fd::
     sockets_where(|from, to| from == Some(local) && to == Some(peer))
 }
 
+/// The proxy's end of the plain WebSocket `ws` (its accepted socket), as a duplicated descriptor.
+pub fn proxy_end_of(ws: &Ws) -> std::os::fd::OwnedFd {
+    let MaybeTlsStream::Plain(client) = ws.get_ref() else {
+        unreachable!("plain ws://")
+    };
+    let mut accepted = sockets_between(client.peer_addr().unwrap(), client.local_addr().unwrap());
+    assert_eq!(accepted.len(), 1, "the proxy's client-side socket");
+    accepted.remove(0)
+}
+
 fn sockets_where(
     keep: impl Fn(Option<SocketAddr>, Option<SocketAddr>) -> bool,
 ) -> Vec<std::os::fd::OwnedFd> {

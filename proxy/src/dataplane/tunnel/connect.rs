@@ -34,7 +34,11 @@ pub(super) async fn connect(
         match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                crate::dataplane::inbound::set_keepalive(&stream, config.tcp_keepalive);
+                // A new socket has keepalive off: only turning it on takes a call.
+                if config.tcp_keepalive.0.is_some() {
+                    let socket = socket2::SockRef::from(&stream);
+                    crate::dataplane::inherited::set_keepalive(&socket, config.tcp_keepalive);
+                }
                 return Ok((reservation, stream));
             }
             // Out of descriptors is the proxy's own trouble: the backend is fine, keep it in.
