@@ -58,12 +58,10 @@ for port in "${BACKENDS[@]}"; do
   RUST_LOG=warn start "$NEW" echo-backend --listen "127.0.0.1:$port"
   up "$port"
 done
-{
-  printf 'global\n    maxconn 9960\n    nbthread %s\ndefaults\n    mode http\n    maxconn 9960\n' "$WORKERS"
-  printf '    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    timeout tunnel 1h\n'
-  printf 'frontend fe\n    bind 127.0.0.1:%s\n    default_backend be\nbackend be\n    balance leastconn\n' "${PORTS[3]}"
-  for i in 0 1 2; do printf '    server b%s 127.0.0.1:%s maxconn 4000\n' "$i" "${BACKENDS[$i]}"; done
-} >"$WORK/haproxy.cfg"
+# HAProxy configured as in peers.sh (benches/haproxy.sh).
+CAP=4000
+source "$ROOT/benches/haproxy.sh"
+haproxy_conf "${PORTS[3]}" >"$WORK/haproxy.cfg"
 start haproxy -db -f "$WORK/haproxy.cfg"
 declare -A PORT PID
 PORT[haproxy]=${PORTS[3]} PID[haproxy]=$STARTED
@@ -71,7 +69,7 @@ tidegate() { # NAME BINARY PORT ADMIN
   local args=(proxy --listen "127.0.0.1:$3" --admin-listen "127.0.0.1:$4" --threads "$WORKERS")
   local b
   for b in "${BACKENDS[@]}"; do args+=(--backend "127.0.0.1:$b"); done
-  RUST_LOG=warn start "$2" "${args[@]}" --max-connections-per-backend 4000
+  RUST_LOG=warn start "$2" "${args[@]}" --max-connections-per-backend "$CAP"
   PORT[$1]=$3 PID[$1]=$STARTED
 }
 tidegate old "$OLD" "${PORTS[4]}" "${PORTS[5]}"
