@@ -59,6 +59,15 @@ pub struct SimulateArgs {
     /// Reconnect behaviour: jitter (full jitter backoff) or herd (all retry after 1 s)
     #[arg(long, value_enum, default_value_t = Reconnect::Jitter)]
     pub reconnect: Reconnect,
+    /// Replace the `maxUnavailable` of the trace's rolling updates (the `rolling` family), as a
+    /// fraction of replicas from 0 to 1, e.g. 0 for a rollout that removes an old pod only once
+    /// a new one is Ready
+    #[arg(long)]
+    pub rollout_max_unavailable: Option<f64>,
+    /// Replace the `maxSurge` of the trace's rolling updates, as a fraction of replicas from 0
+    /// to 1
+    #[arg(long)]
+    pub rollout_max_surge: Option<f64>,
     /// Worker threads
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -78,6 +87,8 @@ impl Default for SimulateArgs {
             termination: Termination::Grace,
             victims: Victims::Policy,
             reconnect: Reconnect::Jitter,
+            rollout_max_unavailable: None,
+            rollout_max_surge: None,
             threads: 2,
         }
     }
@@ -126,8 +137,27 @@ pub fn run(args: &SimulateArgs) -> Result<String, Error> {
             reason: "need at least 1".into(),
         });
     }
+    for (field, value) in [
+        ("--rollout-max-unavailable", args.rollout_max_unavailable),
+        ("--rollout-max-surge", args.rollout_max_surge),
+    ] {
+        if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+            return Err(Error::InvalidConfig {
+                field,
+                reason: format!(
+                    "{} is not a fraction from 0 to 1",
+                    value.unwrap_or_default()
+                ),
+            });
+        }
+    }
     let policies = PolicyId::parse_list(&args.policies)?;
-    let source = trace_source(&args.trace)?;
+    let base = trace_source(&args.trace)?;
+    let rollout = (args.rollout_max_surge, args.rollout_max_unavailable);
+    let source = move |seed| match rollout {
+        (None, None) => base(seed),
+        (surge, unavailable) => Arc::new((*base(seed)).clone().with_rollout(surge, unavailable)),
+    };
     let specs = run::specs(&source, &world, &policies, 0..args.seeds, Some(0));
     let results = run::run_all(&specs, args.threads);
     let summaries = run::summarize(&results);
@@ -190,6 +220,15 @@ mod tests {
             ..Default::default()
         };
         assert!(run(&args).unwrap_err().to_string().contains("\"nope\""));
+        let args = SimulateArgs {
+            rollout_max_unavailable: Some(1.5),
+            ..Default::default()
+        };
+        let e = run(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("--rollout-max-unavailable") && e.contains("1.5"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -94,6 +94,23 @@ impl Trace {
         Duration::from_secs(self.demand.len().saturating_sub(1) as u64)
     }
 
+    /// This trace with every rolling update's `maxSurge` and `maxUnavailable` replaced by those
+    /// given (fractions of replicas; `None` keeps the trace's).
+    pub fn with_rollout(mut self, max_surge: Option<f64>, max_unavailable: Option<f64>) -> Trace {
+        for e in &mut self.events {
+            if let Event::RollingDeploy {
+                max_surge: surge,
+                max_unavailable: unavailable,
+                ..
+            } = e
+            {
+                *surge = max_surge.unwrap_or(*surge);
+                *unavailable = max_unavailable.unwrap_or(*unavailable);
+            }
+        }
+        self
+    }
+
     /// This trace after a pre-roll of `secs` seconds: its first `secs` seconds played backwards,
     /// so that every policy has run on a load like the one at t = 0 before it is measured.
     /// Events and marks move by `secs`.
@@ -339,6 +356,25 @@ pub fn from_csv(path: &Path) -> Result<Trace, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollout_override_changes_only_what_it_names() {
+        let mut t = Trace::new("t", vec![1.0; 10]);
+        let kill = Event::KillPods {
+            at: Duration::from_secs(1),
+            pods: 2,
+        };
+        let deploy = |s, u| Event::RollingDeploy {
+            at: Duration::from_secs(5),
+            max_surge: s,
+            max_unavailable: u,
+        };
+        t.events = vec![kill, deploy(0.25, 0.25)];
+        let t = t.with_rollout(None, Some(0.0));
+        assert_eq!(t.events, vec![kill, deploy(0.25, 0.0)]);
+        let t = t.with_rollout(Some(0.5), None);
+        assert_eq!(t.events, vec![kill, deploy(0.5, 0.0)]);
+    }
 
     #[test]
     fn named_traces_have_their_documented_shape() {
