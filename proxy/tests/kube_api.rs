@@ -91,6 +91,11 @@ async fn time_until(
 }
 
 async fn scaled_events(admin: &kube::Client, ns: &str) -> Vec<String> {
+    events(admin, ns, "Scaled").await
+}
+
+/// The messages of the Events with `reason` on Deployment `echo`.
+async fn events(admin: &kube::Client, ns: &str, reason: &str) -> Vec<String> {
     let events = Api::<Event>::namespaced(admin.clone(), ns)
         .list(&ListParams::default())
         .await
@@ -99,8 +104,7 @@ async fn scaled_events(admin: &kube::Client, ns: &str) -> Vec<String> {
         .items
         .into_iter()
         .filter(|e| {
-            e.reason.as_deref() == Some("Scaled")
-                && e.involved_object.name.as_deref() == Some("echo")
+            e.reason.as_deref() == Some(reason) && e.involved_object.name.as_deref() == Some("echo")
         })
         .filter_map(|e| e.message)
         .collect()

@@ -6,7 +6,8 @@
 //! [`Actuator`] converges on it, once a second and whenever it changes:
 //!
 //! 1. read the Deployment: `spec.replicas`, and the `tidegate.io/paused: "true"` annotation
-//!    (a paused Deployment is left alone);
+//!    (a paused Deployment is left alone); warn once when its rollout strategy takes pods out
+//!    of service before their replacements are Ready ([`strategy`]);
 //! 2. plan with `tidegate_scaler::drain::plan` over the pods behind the discovered endpoints
 //!    (ready pods, the ones being drained, and booting ones = `spec.replicas` minus endpoints);
 //! 3. mark the pods to drain in the [`Catalog`] (no new connections; a pod is never made
@@ -36,6 +37,7 @@ use crate::discovery::{Catalog, Condition, Endpoint};
 mod actuator;
 pub mod events;
 pub mod scale;
+pub mod strategy;
 
 pub use actuator::Actuator;
 

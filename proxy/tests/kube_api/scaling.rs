@@ -11,7 +11,7 @@ use tidegate_proxy::target::deployment::{DELETION_COST_ANNOTATION, PAUSED_ANNOTA
 use crate::kube_support::*;
 use crate::lease::{holder, lease};
 use crate::support::{self, Backend, wait_until, ws};
-use crate::{config, scaled_events, state_of, time_until, with_lease};
+use crate::{config, events, scaled_events, state_of, time_until, with_lease};
 
 #[tokio::test]
 #[ignore = "needs a kube-apiserver (see deploy/README.md)"]
@@ -46,6 +46,17 @@ async fn scaling_patches_the_deployment_drain_first_with_deletion_costs() {
         !scaled_events(&admin, &ns).await.is_empty()
     })
     .await;
+    // The API server defaults the strategy to maxUnavailable 25 %: one pod of four.
+    wait_until("a RolloutUnsafe event", || async {
+        !events(&admin, &ns, "RolloutUnsafe").await.is_empty()
+    })
+    .await;
+    let unsafe_rollout = events(&admin, &ns, "RolloutUnsafe").await;
+    assert!(
+        unsafe_rollout[0].contains("takes 1 of its 4 pods")
+            && unsafe_rollout[0].contains("maxUnavailable 25%"),
+        "{unsafe_rollout:?}"
+    );
     for (b, name) in backends.iter().zip(names).skip(2) {
         create_pod(&admin, &ns, name, "echo").await;
         put_slice(&admin, &ns, slice("echo", name, b.addr, name, READY)).await;

@@ -11,8 +11,8 @@
 //! not remove.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::kube::api::{Patch, PatchParams};
@@ -22,13 +22,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use prometheus::{IntCounterVec, Registry};
+use prometheus::{IntCounterVec, IntGauge, Registry};
 use tidegate_scaler::drain;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::events::{self, Subject};
 use super::scale::{Outcome, Writer};
+use super::strategy::Rollout;
 use super::{
     DELETION_COST_ANNOTATION, PAUSED_ANNOTATION, Target, VICTIM_DELETION_COST, View, pod_id,
 };
@@ -46,6 +47,9 @@ pub struct Actuator {
     client: KubeClientConfig,
     leading: Option<watch::Receiver<bool>>,
     errors: IntCounterVec,
+    rollout_unavailable: IntGauge,
+    /// The rollout setting last warned about, and whether it cost capacity then.
+    rollout_warned: Mutex<Option<(String, bool)>>,
     follow_peers: bool,
     timeout: Duration,
     led: AtomicBool,
@@ -60,7 +64,8 @@ struct Apis {
 impl Actuator {
     /// Carries out `target`'s decisions on `deployment` with the credentials of `client`,
     /// only while `leading` says so (`None`: always). Registers
-    /// `tidegate_scaler_errors_total{kind}` (actuation errors) in `registry`.
+    /// `tidegate_scaler_errors_total{kind}` (actuation errors) and
+    /// `tidegate_deployment_rollout_unavailable_pods` in `registry`.
     pub fn new(
         target: Arc<Target>,
         deployment: DeploymentRef,
@@ -74,12 +79,21 @@ impl Actuator {
             "Errors carrying out scaling decisions (reads, annotations, scale writes), by kind.",
             &["kind"],
         )?;
+        let rollout_unavailable = crate::metrics::gauge(
+            registry,
+            "tidegate_deployment_rollout_unavailable_pods",
+            "Pods a rollout of the scaled Deployment takes out of service before their \
+             replacements are Ready (its maxUnavailable, or every pod with Recreate); above 0, \
+             every rollout refuses connections until the replacements boot.",
+        )?;
         Ok(Self {
             target,
             deployment,
             client,
             leading,
             errors,
+            rollout_unavailable,
+            rollout_warned: Mutex::new(None),
             follow_peers: false,
             timeout: crate::kube::DEFAULT_CALL_TIMEOUT,
             led: AtomicBool::new(false),
@@ -124,6 +138,10 @@ impl Actuator {
             .and_then(|a| a.get(PAUSED_ANNOTATION))
             .is_some_and(|v| v == "true");
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        if let Some(spec) = &d.spec {
+            self.heed_rollout(apis, &Rollout::of(spec), replicas, d.metadata.uid.clone())
+                .await;
+        }
         let view = View {
             replicas: u32::try_from(replicas).ok(),
             paused,
@@ -136,6 +154,48 @@ impl Actuator {
         self.target.set_view(|s| *s = view.clone());
         self.target.reads.fetch_add(1, Ordering::AcqRel);
         Ok(view)
+    }
+
+    /// Exports what a rollout would take away and, once per setting that costs capacity, says
+    /// so: a warning in the log from every replica, a `RolloutUnsafe` Event from the leader.
+    async fn heed_rollout(
+        &self,
+        apis: &Apis,
+        rollout: &Rollout,
+        replicas: i32,
+        uid: Option<String>,
+    ) {
+        self.rollout_unavailable.set(i64::from(rollout.unavailable));
+        let replicas = u32::try_from(replicas).unwrap_or(0);
+        let name = format!("{}/{}", self.deployment.namespace, self.deployment.name);
+        let warning = rollout.warning(&name, replicas);
+        let key = (rollout.setting.clone(), warning.is_some());
+        {
+            let mut warned = self
+                .rollout_warned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if warned.as_ref() == Some(&key) {
+                return;
+            }
+            *warned = Some(key);
+        }
+        let Some(message) = warning else {
+            return;
+        };
+        warn!(deployment = %self.deployment.name, "{message}");
+        if !self.leading() {
+            return;
+        }
+        let subject = Subject {
+            namespace: self.deployment.namespace.clone(),
+            name: self.deployment.name.clone(),
+            uid,
+        };
+        let event = events::event(&subject, events::REASON_ROLLOUT_UNSAFE, message, true);
+        if let Err(e) = events::record(&apis.events, &event, self.timeout).await {
+            self.count(&e);
+        }
     }
 
     /// One convergence step. Errors of reads and annotations are counted here, those of the

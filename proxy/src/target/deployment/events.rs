@@ -1,6 +1,7 @@
 //! Kubernetes Events (core/v1) on the scaled Deployment, so that `kubectl describe deployment`
 //! and `kubectl get events` show what tidegate did and why: reason `Scaled` on each scale,
-//! `ScaleFailed` when the API server refused a write.
+//! `ScaleFailed` when the API server refused a write, `RolloutUnsafe` when a rollout of the
+//! Deployment would take pods out of service before their replacements are Ready.
 //!
 //! Events are best effort: a failure to record one is logged and counted, never retried, and
 //! never holds up scaling.
@@ -23,6 +24,8 @@ pub const COMPONENT: &str = "tidegate";
 pub const REASON_SCALED: &str = "Scaled";
 /// Event reason for a scale the API server refused.
 pub const REASON_SCALE_FAILED: &str = "ScaleFailed";
+/// Event reason for a rollout strategy that takes capacity away ([`super::strategy`]).
+pub const REASON_ROLLOUT_UNSAFE: &str = "RolloutUnsafe";
 
 /// The Deployment the Events are about.
 #[derive(Clone, Debug)]

@@ -315,3 +315,53 @@ async fn a_leader_whose_lease_lapses_while_planning_writes_no_scale() {
     assert_eq!(annotate.method, http::Method::PATCH);
     assert_eq!(target.writes(), 0, "no scale write after the lapse");
 }
+
+#[tokio::test]
+async fn a_rollout_that_costs_capacity_is_reported_once_per_setting() {
+    let (service, apis, mut server, _table) = setup();
+    let default = deployment(8, false);
+    let mut safe = deployment(8, false);
+    safe["spec"]["strategy"] = json!({"type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}});
+    let script = {
+        let (default, safe) = (default.clone(), safe.clone());
+        tokio::spawn(async move {
+            let first = server.answer(200, default.clone()).await;
+            let event = server
+                .answer(
+                    201,
+                    json!({"metadata": {"name": "e"}, "involvedObject": {}}),
+                )
+                .await;
+            let again = server.answer(200, default).await;
+            let fixed = server.answer(200, safe).await;
+            (server, [first, event, again, fixed])
+        })
+    };
+    service.refresh(&apis).await.unwrap();
+    assert_eq!(
+        service.rollout_unavailable.get(),
+        2,
+        "25 % of 8, rounded down"
+    );
+    service.refresh(&apis).await.unwrap();
+    service.refresh(&apis).await.unwrap();
+    let (_server, [first, event, again, fixed]) = script.await.unwrap();
+    assert_eq!(first.method, http::Method::GET);
+    assert_eq!(event.path, "/api/v1/namespaces/demo/events");
+    assert_eq!(event.body["reason"], "RolloutUnsafe");
+    assert_eq!(event.body["type"], "Warning");
+    let message = event.body["message"].as_str().unwrap();
+    assert!(message.contains("takes 2 of its 8 pods"), "{message}");
+    assert!(
+        message.contains("maxUnavailable 25% (the default)"),
+        "{message}"
+    );
+    assert_eq!(
+        again.method,
+        http::Method::GET,
+        "reported once, not on every read"
+    );
+    assert_eq!(fixed.method, http::Method::GET);
+    assert_eq!(service.rollout_unavailable.get(), 0, "maxUnavailable 0");
+}
