@@ -17,6 +17,7 @@ use crate::dataplane::frames::Frames;
 /// writes of a 16 KiB chunk (benches/README.md, "Syscalls per relayed message"). What the other
 /// side cannot take at once is kept on the heap until written, so a connection whose peer has
 /// stopped reading holds at most this much per direction beside the kernel's socket buffers.
+pub const CHUNK: usize = 64 * 1024;
 
 /// How a direction may read in its current phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
