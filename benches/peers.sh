@@ -123,7 +123,11 @@ build() {
   (cd "$ROOT" && cargo build --release -q -p tidegate-benches --bin wsbench)
   if [[ $BUILD_TIDEGATE == 1 ]]; then
     log "building tidegate (release)"
-    (cd "$ROOT" && cargo build --release -q -p tidegate-proxy) || log "tidegate build failed"
+    # A failed build must not measure whatever binary an older build left behind.
+    (cd "$ROOT" && cargo build --release -q -p tidegate-proxy) || {
+      log "tidegate build failed: fix it, or measure an existing binary with --no-tidegate-build TIDEGATE=path"
+      exit 1
+    }
   fi
   TIDEGATE_OK=0
   if [[ -x $TIDEGATE ]] && "$TIDEGATE" proxy --help >/dev/null 2>&1; then TIDEGATE_OK=1; fi
@@ -352,11 +356,20 @@ proxies_for() {
   for i in $(seq 0 $((n - 1))); do echo "${list[$(((i + rep) % n))]}"; done
 }
 
+# tree_commit: ", built from commit C" (C+dirty with local changes) when this run built the binary.
+tree_commit() {
+  [[ $BUILD_TIDEGATE == 1 ]] || return 0
+  local c
+  c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || return 0
+  git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || c="$c+dirty"
+  echo ", built from commit $c"
+}
+
 versions() {
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
   echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); nginx $(nginx -v 2>&1 | cut -d/ -f2)"
   if [[ $TIDEGATE_OK == 1 ]]; then
-    echo "- tidegate: $("$TIDEGATE" --version 2>/dev/null || echo unknown)"
+    echo "- tidegate: $("$TIDEGATE" --version 2>/dev/null || echo unknown)$(tree_commit)"
   else
     echo "- tidegate: pending: run after the proxy lands (no runnable binary at $TIDEGATE)"
   fi
