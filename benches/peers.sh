@@ -128,6 +128,9 @@ build() {
       log "tidegate build failed: fix it, or measure an existing binary with --no-tidegate-build TIDEGATE=path"
       exit 1
     }
+    if BUILT_FROM=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+      git -C "$ROOT" diff --quiet HEAD -- . ':!benches/results' 2>/dev/null || BUILT_FROM="$BUILT_FROM+dirty"
+    fi
   fi
   TIDEGATE_OK=0
   if [[ -x $TIDEGATE ]] && "$TIDEGATE" proxy --help >/dev/null 2>&1; then TIDEGATE_OK=1; fi
@@ -356,14 +359,10 @@ proxies_for() {
   for i in $(seq 0 $((n - 1))); do echo "${list[$(((i + rep) % n))]}"; done
 }
 
-# tree_commit: ", built from commit C" (C+dirty with local changes) when this run built the binary.
-tree_commit() {
-  [[ $BUILD_TIDEGATE == 1 ]] || return 0
-  local c
-  c=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) || return 0
-  git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || c="$c+dirty"
-  echo ", built from commit $c"
-}
+# tree_commit: ", built from commit C" (C+dirty with changes outside benches/results) when this
+# run built the binary; read at the build, before the run writes its results.
+BUILT_FROM=""
+tree_commit() { [[ -n $BUILT_FROM ]] && echo ", built from commit $BUILT_FROM"; return 0; }
 
 versions() {
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
