@@ -48,8 +48,8 @@ pub struct Actuator {
     leading: Option<watch::Receiver<bool>>,
     errors: IntCounterVec,
     rollout_unavailable: IntGauge,
-    /// The rollout setting last warned about, and whether it cost capacity then.
-    rollout_warned: Mutex<Option<(String, bool)>>,
+    /// The rollout setting last warned about, until one that costs nothing replaces it.
+    rollout_warned: Mutex<Option<String>>,
     follow_peers: bool,
     timeout: Duration,
     led: AtomicBool,
@@ -157,7 +157,9 @@ impl Actuator {
     }
 
     /// Exports what a rollout would take away and, once per setting that costs capacity, says
-    /// so: a warning in the log from every replica, a `RolloutUnsafe` Event from the leader.
+    /// so: a warning in the log from every replica, a `RolloutUnsafe` Event from the leader. A
+    /// percentage that costs nothing at a few replicas and a pod at more is one setting: the
+    /// fleet growing past the point and shrinking back does not warn again.
     async fn heed_rollout(
         &self,
         apis: &Apis,
@@ -169,16 +171,20 @@ impl Actuator {
         let replicas = u32::try_from(replicas).unwrap_or(0);
         let name = format!("{}/{}", self.deployment.namespace, self.deployment.name);
         let warning = rollout.warning(&name, replicas);
-        let key = (rollout.setting.clone(), warning.is_some());
         {
             let mut warned = self
                 .rollout_warned
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if warned.as_ref() == Some(&key) {
-                return;
+            let same = warned.as_deref() == Some(rollout.setting.as_str());
+            match &warning {
+                _ if same => return,
+                None => {
+                    *warned = None;
+                    return;
+                }
+                Some(_) => *warned = Some(rollout.setting.clone()),
             }
-            *warned = Some(key);
         }
         let Some(message) = warning else {
             return;

@@ -319,35 +319,54 @@ async fn a_leader_whose_lease_lapses_while_planning_writes_no_scale() {
 #[tokio::test]
 async fn a_rollout_that_costs_capacity_is_reported_once_per_setting() {
     let (service, apis, mut server, _table) = setup();
-    let default = deployment(8, false);
+    let default = |replicas| deployment(replicas, false);
     let mut safe = deployment(8, false);
     safe["spec"]["strategy"] = json!({"type": "RollingUpdate",
         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}});
-    let script = {
-        let (default, safe) = (default.clone(), safe.clone());
-        tokio::spawn(async move {
-            let first = server.answer(200, default.clone()).await;
-            let event = server
-                .answer(
-                    201,
-                    json!({"metadata": {"name": "e"}, "involvedObject": {}}),
-                )
-                .await;
-            let again = server.answer(200, default).await;
-            let fixed = server.answer(200, safe).await;
-            (server, [first, event, again, fixed])
-        })
-    };
+    let created = || json!({"metadata": {"name": "e"}, "involvedObject": {}});
+    let script = tokio::spawn(async move {
+        let mut calls = Vec::new();
+        // 8 replicas at the default: reported; again, and through 3 (costs nothing) and back
+        // to 8: not again; a safe setting, then the default again: reported again.
+        calls.push(server.answer(200, default(8)).await);
+        calls.push(server.answer(201, created()).await);
+        for replicas in [8, 3, 8] {
+            calls.push(server.answer(200, default(replicas)).await);
+        }
+        calls.push(server.answer(200, safe).await);
+        calls.push(server.answer(200, default(8)).await);
+        calls.push(server.answer(201, created()).await);
+        (server, calls)
+    });
     service.refresh(&apis).await.unwrap();
     assert_eq!(
         service.rollout_unavailable.get(),
         2,
         "25 % of 8, rounded down"
     );
+    for want in [2, 0, 2, 0] {
+        service.refresh(&apis).await.unwrap();
+        assert_eq!(service.rollout_unavailable.get(), want);
+    }
     service.refresh(&apis).await.unwrap();
-    service.refresh(&apis).await.unwrap();
-    let (_server, [first, event, again, fixed]) = script.await.unwrap();
-    assert_eq!(first.method, http::Method::GET);
+    let (_server, calls) = script.await.unwrap();
+    let methods: Vec<_> = calls.iter().map(|c| c.method.clone()).collect();
+    use http::Method;
+    assert_eq!(
+        methods,
+        [
+            Method::GET,
+            Method::POST,
+            Method::GET,
+            Method::GET,
+            Method::GET,
+            Method::GET,
+            Method::GET,
+            Method::POST
+        ],
+        "an Event after the first read and after the setting came back, no other"
+    );
+    let event = &calls[1];
     assert_eq!(event.path, "/api/v1/namespaces/demo/events");
     assert_eq!(event.body["reason"], "RolloutUnsafe");
     assert_eq!(event.body["type"], "Warning");
@@ -357,11 +376,4 @@ async fn a_rollout_that_costs_capacity_is_reported_once_per_setting() {
         message.contains("maxUnavailable 25% (the default)"),
         "{message}"
     );
-    assert_eq!(
-        again.method,
-        http::Method::GET,
-        "reported once, not on every read"
-    );
-    assert_eq!(fixed.method, http::Method::GET);
-    assert_eq!(service.rollout_unavailable.get(), 0, "maxUnavailable 0");
 }
