@@ -5,7 +5,8 @@
 //! the replacements boot. `maxUnavailable: 0` (new pods first, an old pod removed only once a new
 //! one is Ready) makes a rollout cost no capacity; Kubernetes' default is 25 %, and `Recreate`
 //! removes every pod at once. The actuator reads the strategy with the Deployment and says so
-//! (`docs/architecture.md`, "Rollouts"; `deploy/README.md`, "Rolling updates").
+//! (`docs/architecture.md`, "Rollouts start new pods first"; `deploy/README.md`, "Rolling
+//! updates").
 
 use k8s_openapi::api::apps::v1::DeploymentSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
