@@ -50,6 +50,8 @@ pub struct Actuator {
     rollout_unavailable: IntGauge,
     /// The rollout setting last warned about, until one that costs nothing replaces it.
     rollout_warned: Mutex<Option<String>>,
+    /// A `RolloutUnsafe` Event waiting for the end of the step.
+    queued_event: Mutex<Option<Event>>,
     follow_peers: bool,
     timeout: Duration,
     led: AtomicBool,
@@ -94,6 +96,7 @@ impl Actuator {
             errors,
             rollout_unavailable,
             rollout_warned: Mutex::new(None),
+            queued_event: Mutex::new(None),
             follow_peers: false,
             timeout: crate::kube::DEFAULT_CALL_TIMEOUT,
             led: AtomicBool::new(false),
@@ -139,8 +142,7 @@ impl Actuator {
             .is_some_and(|v| v == "true");
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if let Some(spec) = &d.spec {
-            self.heed_rollout(apis, &Rollout::of(spec), replicas, d.metadata.uid.clone())
-                .await;
+            self.heed_rollout(&Rollout::of(spec), d.metadata.uid.clone());
         }
         let view = View {
             replicas: u32::try_from(replicas).ok(),
@@ -157,49 +159,48 @@ impl Actuator {
     }
 
     /// Exports what a rollout would take away and, once per setting that costs capacity, says
-    /// so: a warning in the log from every replica, a `RolloutUnsafe` Event from the leader. A
-    /// percentage that costs nothing at a few replicas and a pod at more is one setting: the
-    /// fleet growing past the point and shrinking back does not warn again.
-    async fn heed_rollout(
-        &self,
-        apis: &Apis,
-        rollout: &Rollout,
-        replicas: i32,
-        uid: Option<String>,
-    ) {
+    /// so: a warning in the log from every replica, and from the leader a `RolloutUnsafe` Event,
+    /// queued for [`Self::record_queued`] so that, like `Scaled`, it is posted after the step's
+    /// scale write. A percentage that costs nothing at a few replicas and a pod at more is one
+    /// setting: the fleet growing past the point and shrinking back does not warn again.
+    fn heed_rollout(&self, rollout: &Rollout, uid: Option<String>) {
         self.rollout_unavailable.set(i64::from(rollout.unavailable));
-        let replicas = u32::try_from(replicas).unwrap_or(0);
+        let mut warned = self
+            .rollout_warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if warned.as_deref() == Some(rollout.setting.as_str()) {
+            return;
+        }
         let name = format!("{}/{}", self.deployment.namespace, self.deployment.name);
-        let warning = rollout.warning(&name, replicas);
-        {
-            let mut warned = self
-                .rollout_warned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let same = warned.as_deref() == Some(rollout.setting.as_str());
-            match &warning {
-                _ if same => return,
-                None => {
-                    *warned = None;
-                    return;
-                }
-                Some(_) => *warned = Some(rollout.setting.clone()),
-            }
-        }
-        let Some(message) = warning else {
+        let Some(message) = rollout.warning(&name) else {
+            *warned = None;
             return;
         };
+        *warned = Some(rollout.setting.clone());
+        drop(warned);
         warn!(deployment = %self.deployment.name, "{message}");
-        if !self.leading() {
-            return;
+        if self.leading() {
+            let subject = Subject {
+                namespace: self.deployment.namespace.clone(),
+                name: self.deployment.name.clone(),
+                uid,
+            };
+            let event = events::event(&subject, events::REASON_ROLLOUT_UNSAFE, message, true);
+            *self.queued_event.lock().unwrap_or_else(|e| e.into_inner()) = Some(event);
         }
-        let subject = Subject {
-            namespace: self.deployment.namespace.clone(),
-            name: self.deployment.name.clone(),
-            uid,
-        };
-        let event = events::event(&subject, events::REASON_ROLLOUT_UNSAFE, message, true);
-        if let Err(e) = events::record(&apis.events, &event, self.timeout).await {
+    }
+
+    /// Posts the Event [`Self::heed_rollout`] queued, if any (best effort, counted on failure).
+    async fn record_queued(&self, apis: &Apis) {
+        let queued = self
+            .queued_event
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(event) = queued
+            && let Err(e) = events::record(&apis.events, &event, self.timeout).await
+        {
             self.count(&e);
         }
     }
@@ -446,7 +447,11 @@ impl BackgroundService for Actuator {
                 _ = leadership_changed(&mut leader) => {}
                 _ = shutdown.changed() => break,
             }
-            let step = self.reconcile(&apis, &mut writer, &mut orders);
+            let step = async {
+                let result = self.reconcile(&apis, &mut writer, &mut orders).await;
+                self.record_queued(&apis).await;
+                result
+            };
             let result = tokio::select! {
                 r = step => r,
                 _ = shutdown.changed() => break,

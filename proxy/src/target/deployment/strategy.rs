@@ -17,7 +17,9 @@ const DEFAULT_SHARE: &str = "25%";
 /// How a rollout of the Deployment removes pods, as read from its spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rollout {
-    /// Pods a rollout may take out of service at once at the current `spec.replicas`.
+    /// `spec.replicas`, which percentages are resolved against.
+    pub replicas: u32,
+    /// Pods a rollout may take out of service at once at those replicas.
     pub unavailable: u32,
     /// The setting that gives it, e.g. `maxUnavailable 25% (the default)` or `strategy Recreate`.
     pub setting: String,
@@ -32,6 +34,7 @@ impl Rollout {
         let strategy = spec.strategy.as_ref();
         if strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate") {
             return Rollout {
+                replicas: replicas as u32,
                 unavailable: replicas as u32,
                 setting: "strategy Recreate".into(),
             };
@@ -48,21 +51,22 @@ impl Rollout {
         let up = resolve(surge.as_ref().unwrap_or(&default), replicas, true);
         let unavailable = if down == 0 && up == 0 { 1 } else { down };
         Rollout {
+            replicas: replicas as u32,
             unavailable: unavailable.min(replicas) as u32,
             setting,
         }
     }
 
     /// What to tell the operator when a rollout costs capacity; `None` when it does not.
-    pub fn warning(&self, deployment: &str, replicas: u32) -> Option<String> {
+    pub fn warning(&self, deployment: &str) -> Option<String> {
         (self.unavailable > 0).then(|| {
             format!(
-                "a rollout of Deployment {deployment} takes {} of its {replicas} pods out of \
+                "a rollout of Deployment {deployment} takes {} of its {} pods out of \
                  service before their replacements are Ready ({}); their clients reconnect to the \
                  pods left, which tidegate keeps near its target occupancy, and are refused until \
                  the replacements boot. Set spec.strategy.rollingUpdate.maxUnavailable to 0 \
                  (deploy/README.md, \"Rolling updates\")",
-                self.unavailable, self.setting
+                self.unavailable, self.replicas, self.setting
             )
         })
     }
@@ -128,7 +132,7 @@ mod tests {
         let r = Rollout::of(&spec(8, None));
         assert_eq!(r.unavailable, 2);
         assert_eq!(r.setting, "maxUnavailable 25% (the default)");
-        let w = r.warning("demo/echo", 8).unwrap();
+        let w = r.warning("demo/echo").unwrap();
         assert!(w.contains("takes 2 of its 8 pods"), "{w}");
         assert!(w.contains("maxUnavailable to 0"), "{w}");
         // 25 % of 3 rounds down to 0, and the default surge of 1 keeps it there.
@@ -142,7 +146,7 @@ mod tests {
             Some(rolling(Some(IntOrString::Int(0)), pct("25%"))),
         ));
         assert_eq!(safe.unavailable, 0);
-        assert_eq!(safe.warning("demo/echo", 10), None);
+        assert_eq!(safe.warning("demo/echo"), None);
         // Both 0: the controller takes one pod down at a time.
         let both = rolling(Some(IntOrString::Int(0)), Some(IntOrString::Int(0)));
         assert_eq!(Rollout::of(&spec(10, Some(both))).unavailable, 1);
@@ -175,6 +179,6 @@ mod tests {
             (r.unavailable, r.setting.as_str()),
             (6, "strategy Recreate")
         );
-        assert!(r.warning("demo/echo", 6).unwrap().contains("6 of its 6"));
+        assert!(r.warning("demo/echo").unwrap().contains("6 of its 6"));
     }
 }

@@ -338,31 +338,35 @@ async fn a_rollout_that_costs_capacity_is_reported_once_per_setting() {
         calls.push(server.answer(201, created()).await);
         (server, calls)
     });
-    service.refresh(&apis).await.unwrap();
+    // Each step: the read, then the Event it queued, as the loop posts it after the step.
+    let step = || async {
+        service.refresh(&apis).await.unwrap();
+        service.record_queued(&apis).await;
+    };
+    step().await;
     assert_eq!(
         service.rollout_unavailable.get(),
         2,
         "25 % of 8, rounded down"
     );
     for want in [2, 0, 2, 0] {
-        service.refresh(&apis).await.unwrap();
+        step().await;
         assert_eq!(service.rollout_unavailable.get(), want);
     }
-    service.refresh(&apis).await.unwrap();
+    step().await;
     let (_server, calls) = script.await.unwrap();
     let methods: Vec<_> = calls.iter().map(|c| c.method.clone()).collect();
-    use http::Method;
     assert_eq!(
         methods,
         [
-            Method::GET,
-            Method::POST,
-            Method::GET,
-            Method::GET,
-            Method::GET,
-            Method::GET,
-            Method::GET,
-            Method::POST
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::GET,
+            http::Method::GET,
+            http::Method::GET,
+            http::Method::GET,
+            http::Method::GET,
+            http::Method::POST
         ],
         "an Event after the first read and after the setting came back, no other"
     );
