@@ -26,6 +26,10 @@ use crate::rng::Rng;
 /// The built-in trace names.
 pub const TRACE_NAMES: &str = "step, ramp, surge, diurnal, flash, storm";
 
+/// A pre-roll stays where every minute's mean demand is within this fraction of the first
+/// minute's ([`Trace::preroll_secs`]).
+pub const PREROLL_BAND: f64 = 0.1;
+
 /// A scripted event in a trace.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Event {
@@ -147,7 +151,12 @@ impl Trace {
     }
 
     /// The longest pre-roll up to `most` that stays before the first mark and event (so that
-    /// a step or a kill is not played backwards) and within half the trace.
+    /// a step or a kill is not played backwards), within half the trace, and within the
+    /// trace's opening level: every minute of it has a mean demand within [`PREROLL_BAND`] of
+    /// the first minute's. Without that last bound a load that starts rising before its first
+    /// mark (a sawtooth's first tooth, a ramp) would be played backwards from well above D(0),
+    /// and every policy would start sized for that higher load — with sticky sessions, for the
+    /// whole trace.
     pub fn preroll_secs(&self, most: Duration) -> u64 {
         let first = self
             .marks
@@ -156,7 +165,30 @@ impl Trace {
             .chain(self.events.iter().map(Event::at))
             .min()
             .map_or(u64::MAX, |d| d.as_secs().saturating_sub(1));
-        most.as_secs().min(first).min(self.demand.len() as u64 / 2)
+        most.as_secs()
+            .min(first)
+            .min(self.demand.len() as u64 / 2)
+            .min(self.opening_level_secs())
+    }
+
+    /// How long the minute-mean of demand stays within [`PREROLL_BAND`] of the first
+    /// minute's (s, to the centre of the first minute that leaves; the whole trace if none
+    /// does, or if it opens at 0).
+    fn opening_level_secs(&self) -> u64 {
+        let d = &self.demand;
+        let w = d.len().min(60);
+        let mut sum: f64 = d[..w].iter().sum();
+        let base = sum / w.max(1) as f64;
+        if base <= 0.0 {
+            return d.len() as u64;
+        }
+        for t in 0..d.len() - w {
+            if (sum / w as f64 / base - 1.0).abs() > PREROLL_BAND {
+                return (t + w / 2) as u64;
+            }
+            sum += d[t + w] - d[t];
+        }
+        d.len() as u64
     }
 
     /// D(t) and D'(t) (per second) at `t` seconds, linearly interpolated.
@@ -400,14 +432,39 @@ mod tests {
     fn the_preroll_mirrors_the_start_and_shifts_the_script() {
         let s = builtin("step", 1).unwrap();
         let pre = s.preroll_secs(Duration::from_secs(1200));
-        assert_eq!(pre, 299, "stops before the step at 300 s");
+        // The step at 300 s is a mark, and the minute that first holds enough of it to leave
+        // the opening level is centred at 272 s.
+        assert_eq!(pre, 272, "stops before the step at 300 s");
         let p = s.with_preroll(pre);
-        assert_eq!(p.demand.len(), s.demand.len() + 299);
-        assert_eq!(p.at(0.0).0, s.at(299.0).0);
-        assert_eq!(p.at(299.0).0, s.at(0.0).0);
-        assert_eq!(p.marks[0], s.marks[0] + Duration::from_secs(299));
+        assert_eq!(p.demand.len(), s.demand.len() + 272);
+        assert_eq!(p.at(0.0).0, s.at(272.0).0);
+        assert_eq!(p.at(272.0).0, s.at(0.0).0);
+        assert_eq!(p.marks[0], s.marks[0] + Duration::from_secs(272));
         let storm = builtin("storm", 1).unwrap().with_preroll(100);
         assert_eq!(storm.events[0].at(), Duration::from_secs(700));
+    }
+
+    #[test]
+    fn the_preroll_stays_within_the_opening_level() {
+        // 1,000 for 300 s, then rising 10 per second: the first minute whose mean is 10 %
+        // above the first minute's is centred near t = 306, where demand is 1,060.
+        let demand: Vec<f64> = (0..3000)
+            .map(|t| 1000.0 + 10.0 * (f64::from(t) - 300.0).max(0.0))
+            .collect();
+        let ramp = Trace::new("ramp-from-300", demand);
+        let pre = ramp.preroll_secs(Duration::from_secs(1200));
+        assert!((280..=320).contains(&pre), "{pre}");
+        let p = ramp.with_preroll(pre);
+        assert!(
+            p.at(0.0).0 <= 1.1 * 1000.0,
+            "starts near D(0): {}",
+            p.at(0.0).0
+        );
+        // A flat load keeps the whole pre-roll; a load at 0 is not cut short either.
+        let flat = Trace::new("flat", vec![500.0; 3000]);
+        assert_eq!(flat.preroll_secs(Duration::from_secs(1200)), 1200);
+        let zero = Trace::new("zero", vec![0.0; 3000]);
+        assert_eq!(zero.preroll_secs(Duration::from_secs(1200)), 1200);
     }
 
     #[test]
