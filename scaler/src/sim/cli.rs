@@ -41,9 +41,17 @@ pub struct SimulateArgs {
     /// Seed2-a-nr, Seed2-b, Seed2-b-nr, Seed2-lin, Oracle-feasible, Oracle-fluid
     #[arg(long, default_value = "all")]
     pub policies: String,
-    /// Number of seeds (0, 1, …, N-1)
+    /// Number of seeds (`--first-seed`, …, `--first-seed` + N − 1)
     #[arg(long, default_value_t = 10)]
     pub seeds: u64,
+    /// First world seed; the suite runs a generated trace `gen:<family>:<seed>` with world seed
+    /// `<seed>`, so `--first-seed <seed> --seeds 1` repeats the suite's run of it
+    #[arg(long, default_value_t = 0)]
+    pub first_seed: u64,
+    /// tidegate's policy settings, as a JSON file of `scaler.policy` fields (the rest keep
+    /// their defaults; capacity, boot time and replica bounds come from the world)
+    #[arg(long)]
+    pub tidegate_config: Option<PathBuf>,
     /// Output directory for summary.json, decisions.csv and SVG plots
     #[arg(long, default_value = "sim-out")]
     pub out: PathBuf,
@@ -82,6 +90,8 @@ impl Default for SimulateArgs {
             scrape_interval: Duration::from_secs(30),
             policies: "all".into(),
             seeds: 10,
+            first_seed: 0,
+            tidegate_config: None,
             out: PathBuf::from("sim-out"),
             placement: Placement::Hold,
             termination: Termination::Grace,
@@ -95,9 +105,14 @@ impl Default for SimulateArgs {
 }
 
 impl SimulateArgs {
-    /// The world these flags describe.
-    pub fn world(&self) -> WorldConfig {
-        WorldConfig {
+    /// The world these flags describe (reading `--tidegate-config`).
+    pub fn world(&self) -> Result<WorldConfig, Error> {
+        let tidegate = match &self.tidegate_config {
+            Some(path) => Some(read_policy(path)?),
+            None => None,
+        };
+        Ok(WorldConfig {
+            tidegate,
             boot_delay: self.boot_delay,
             pipeline: self.pipeline,
             scrape_interval: self.scrape_interval,
@@ -106,8 +121,20 @@ impl SimulateArgs {
             victims: self.victims,
             reconnect: self.reconnect,
             ..WorldConfig::default()
-        }
+        })
     }
+}
+
+/// A JSON file of tidegate policy fields, validated.
+fn read_policy(path: &std::path::Path) -> Result<crate::config::TidegatePolicyConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let cfg: crate::config::TidegatePolicyConfig =
+        serde_json::from_str(&text).map_err(|e| Error::InvalidConfig {
+            field: "--tidegate-config",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// Traces per seed (`diurnal` is seeded; the others are loaded once and shared).
@@ -129,7 +156,7 @@ pub fn trace_source(spec: &str) -> Result<impl Fn(u64) -> Arc<Trace>, Error> {
 /// Runs the simulation the flags describe, writes `summary.json`, `decisions.csv` and the SVG
 /// plots into `--out`, and returns the markdown table.
 pub fn run(args: &SimulateArgs) -> Result<String, Error> {
-    let world = args.world();
+    let world = args.world()?;
     world.validate()?;
     if args.seeds == 0 {
         return Err(Error::InvalidConfig {
@@ -158,7 +185,8 @@ pub fn run(args: &SimulateArgs) -> Result<String, Error> {
         (None, None) => base(seed),
         (surge, unavailable) => Arc::new((*base(seed)).clone().with_rollout(surge, unavailable)),
     };
-    let specs = run::specs(&source, &world, &policies, 0..args.seeds, Some(0));
+    let seeds = args.first_seed..args.first_seed.saturating_add(args.seeds);
+    let specs = run::specs(&source, &world, &policies, seeds, Some(args.first_seed));
     let results = run::run_all(&specs, args.threads);
     let summaries = run::summarize(&results);
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
@@ -181,8 +209,12 @@ pub fn write_outputs(
     report::write(dir, "summary.json", &report::summary_json(summaries)?)?;
     report::write(dir, "decisions.csv", &report::decisions_csv(results))?;
     let runs = plot::timeline_runs(results);
+    let recorded = results
+        .iter()
+        .find(|r| !r.output.timeline.is_empty())
+        .map_or(0, |r| r.seed);
     let title = format!(
-        "{trace}, B = {:?}: demand vs ready pods vs replicas (seed 0)",
+        "{trace}, B = {:?}: demand vs ready pods vs replicas (seed {recorded})",
         world.boot_delay
     );
     plot::timeline_svg(&dir.join("timeline.svg"), &title, world.capacity, &runs)?;
@@ -228,6 +260,60 @@ mod tests {
         assert!(
             e.contains("--rollout-max-unavailable") && e.contains("1.5"),
             "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.json");
+        for (text, names) in [
+            ("{\"target_occupancy\": 0.9, \"nope\": 1}", "nope"),
+            ("{\"target_occupancy\": 1.5}", "target_occupancy"),
+        ] {
+            std::fs::write(&policy, text).unwrap();
+            let args = SimulateArgs {
+                tidegate_config: Some(policy.clone()),
+                ..Default::default()
+            };
+            let e = run(&args).unwrap_err().to_string();
+            assert!(e.contains(names), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_policy_file_and_a_first_seed_are_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.json");
+        // A scale-up sizes for 0.5 occupancy: far more pods than the default 0.94.
+        std::fs::write(
+            &policy,
+            r#"{"target_occupancy": 0.5, "scale_up_occupancy": 0.55,
+                "scale_down_occupancy": 0.45, "scale_down_target": 0.45}"#,
+        )
+        .unwrap();
+        let args = |config: Option<PathBuf>, out: &str| SimulateArgs {
+            trace: "gen:step:3".into(),
+            boot_delay: Duration::from_secs(15),
+            policies: "tidegate".into(),
+            seeds: 1,
+            first_seed: 3,
+            tidegate_config: config,
+            out: dir.path().join(out),
+            ..Default::default()
+        };
+        run(&args(None, "default")).unwrap();
+        run(&args(Some(policy), "half")).unwrap();
+        let most = |out: &str| {
+            let csv = std::fs::read_to_string(dir.path().join(out).join("decisions.csv")).unwrap();
+            assert!(csv.lines().nth(1).unwrap().starts_with("tidegate,3,"));
+            csv.lines()
+                .skip(1)
+                .filter_map(|l| l.split(',').nth(3)?.parse::<u32>().ok())
+                .max()
+                .unwrap()
+        };
+        assert!(
+            most("half") > most("default"),
+            "{} vs {}",
+            most("half"),
+            most("default")
         );
     }
 

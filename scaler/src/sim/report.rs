@@ -157,20 +157,30 @@ pub fn summary_json(summaries: &[PolicySummary]) -> Result<String, Error> {
 /// `decisions.csv`: one row per policy decision tick of the recorded runs.
 pub fn decisions_csv(results: &[RunResult]) -> String {
     let mut s = String::from(
-        "policy,seed,t_seconds,desired_replicas,ready_replicas,connections,rejected_total\n",
+        "policy,seed,t_seconds,desired_replicas,ready_replicas,connections,rejected_total,\
+         demand,serving_replicas,forecast,forecast_horizon_s,action,basis,load,note\n",
     );
+    let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.0}"));
     for r in results {
         for d in &r.output.decisions {
             let _ = writeln!(
                 s,
-                "{},{},{:.1},{},{},{},{}",
+                "{},{},{:.1},{},{},{},{},{:.0},{},{},{},{},{},{:.0},{}",
                 r.policy.name(),
                 r.seed,
                 d.t,
                 d.desired,
                 d.ready,
                 d.connections,
-                d.rejected_total
+                d.rejected_total,
+                d.demand,
+                opt(d.serving.map(f64::from)),
+                opt(d.forecast.map(|f| f.0)),
+                opt(d.forecast.map(|f| f.1)),
+                d.reason.action,
+                d.reason.basis,
+                d.reason.load,
+                d.reason.note,
             );
         }
     }

@@ -51,6 +51,14 @@ pub struct DecisionRow {
     pub connections: u64,
     /// Rejected attempts so far.
     pub rejected_total: u64,
+    /// Demand D(t) of the trace (connections; what no policy but the oracles sees).
+    pub demand: f64,
+    /// Pods the edge routes to, if the policy says (the rest stand by empty).
+    pub serving: Option<u32>,
+    /// The policy's forecast and its horizon (connections, s), if it made one.
+    pub forecast: Option<(f64, f64)>,
+    /// Why the decision came out as it did.
+    pub reason: crate::policy::Reason,
 }
 
 /// A point of the timeline plotted per policy (every 5 s).

@@ -147,6 +147,12 @@ impl World<'_> {
                 ready: ready as u32,
                 connections: self.pods.connections(),
                 rejected_total: self.m.rejected as u64,
+                demand: self.trace.at(self.t()).0,
+                serving: decision.serving,
+                forecast: decision
+                    .forecast
+                    .map(|f| (f.connections, f.horizon.as_secs_f64())),
+                reason: decision.reason,
             });
         }
     }
