@@ -23,8 +23,11 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     seeds: u64,
     /// Generated traces per family, boot delay and set
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 20)]
     per_family: u64,
+    /// Skip the frontier (Oracle-causal at lower occupancies), for a quicker tuning loop
+    #[arg(long)]
+    no_frontier: bool,
     /// Generated sets to run: tuning, validation, or both, comma separated
     #[arg(long, default_value = "tuning,validation")]
     sets: String,
@@ -46,6 +49,9 @@ struct Args {
     /// Directory for the SVG plots
     #[arg(long, default_value = "benches/results/sim")]
     plots: PathBuf,
+    /// Every generated trace's figures and goal ratios, a CSV row each (`none`: not written)
+    #[arg(long, default_value = "benches/results/sim-suite-traces.csv")]
+    csv: PathBuf,
     /// tidegate's policy settings for the generated traces, as a JSON file of
     /// `TidegatePolicyConfig` fields (for tuning; the report says it was used) [default: none]
     #[arg(long)]
@@ -108,12 +114,14 @@ fn main() -> anyhow::Result<()> {
             families,
             per_family: args.per_family,
             tidegate,
+            frontier: !args.no_frontier,
             ..GenConfig::default()
         },
         sets,
         threads: args.threads,
         report: args.report,
         plots: args.plots,
+        csv: (args.csv.as_os_str() != "none").then_some(args.csv),
         command,
     };
     let text = suite::run(&cfg)?;

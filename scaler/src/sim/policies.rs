@@ -7,7 +7,7 @@ use super::trace::Trace;
 use crate::Error;
 use crate::baselines::hpa::{Hpa, HpaConfig};
 use crate::baselines::kpa::{Kpa, KpaConfig};
-use crate::baselines::oracle::{OracleCausal, OracleFeasible, fluid_replicas};
+use crate::baselines::oracle::{OracleCausal, OracleFeasible};
 use crate::baselines::seed2::{Seed2, Seed2Config, Variant};
 use crate::config::TidegatePolicyConfig;
 use crate::rng::Rng;
@@ -231,10 +231,12 @@ impl PolicyId {
                 }
             }
             PolicyId::OracleCausal => {
-                let oracle = OracleCausal::new(&trace.demand, world.capacity, lookahead, min, max);
+                let o = world.causal_occupancy;
+                let oracle =
+                    OracleCausal::new(&trace.demand, world.capacity, o, lookahead, (min, max));
                 PolicySetup {
                     actuation: Actuation::DrainFirst { remove_below: 0 },
-                    initial_replicas: Some(fluid_replicas(d0, world.capacity, min, max)),
+                    initial_replicas: Some(oracle.target(Duration::ZERO)),
                     ..plain(Box::new(oracle), Feed::Direct)
                 }
             }

@@ -194,6 +194,9 @@ pub struct WorldConfig {
     /// tidegate's policy settings (`None`: the defaults); capacity, replica bounds and boot
     /// time always come from this world.
     pub tidegate: Option<crate::config::TidegatePolicyConfig>,
+    /// Occupancy Oracle-causal sizes for (1: none of the capacity held back, as the goals
+    /// define it; the suite's frontier runs it lower).
+    pub causal_occupancy: f64,
 }
 
 impl Default for WorldConfig {
@@ -219,6 +222,7 @@ impl Default for WorldConfig {
             patch_delay: (Duration::from_millis(50), Duration::from_millis(500)),
             preroll: Duration::from_secs(1200),
             tidegate: None,
+            causal_occupancy: 1.0,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! numbers; nothing is asserted by hand. `benches/src/bin/sim_suite.rs` is a thin front to
 //! [`run`].
 
+mod frontier;
 pub mod generated;
 mod handmade;
+mod table;
 mod verdict;
 
 use std::fmt::Write as _;
@@ -38,6 +40,8 @@ pub struct SuiteConfig {
     pub threads: usize,
     /// The markdown report.
     pub report: PathBuf,
+    /// Every generated trace's figures, a CSV row each (`None`: not written).
+    pub csv: Option<PathBuf>,
     /// Directory for the SVG plots.
     pub plots: PathBuf,
     /// The command line that regenerates the report, quoted in it.
@@ -72,6 +76,9 @@ pub fn run(cfg: &SuiteConfig) -> Result<String, Error> {
     let mut s = header(cfg);
     for (set, results) in &sets {
         verdict::render(&mut s, cfg, *set, results, *set == Set::Validation);
+    }
+    if let Some(path) = &cfg.csv {
+        std::fs::write(path, table::render(&sets)).map_err(|e| Error::io(path, e))?;
     }
     if !cells.is_empty() {
         handmade::render_goal(&mut s, &cells);

@@ -52,6 +52,7 @@ impl Cell {
             hpa: self.mean(PolicyId::HpaProm)?.clone(),
             feasible: self.mean(PolicyId::OracleFeasible)?.clone(),
             causal: self.mean(PolicyId::OracleCausal)?.clone(),
+            frontier: Vec::new(),
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::generated::{Goal, Set, TraceResult, spread};
 use super::{SuiteConfig, mark};
-use crate::sim::families;
+use crate::sim::families::{self, Family};
 use crate::sim::policies::PolicyId;
 use crate::sim::run::{RunSpec, run_one};
 use crate::sim::setup::WorldConfig;
@@ -22,18 +22,20 @@ fn num(x: f64) -> String {
     }
 }
 
-/// `median / p90 / worst ✅|❌` of a goal over some traces (`n/a` if it does not apply).
-fn cell(rows: &[&TraceResult], goal: Goal) -> (String, Option<bool>) {
+/// `median / p90 / worst ✅|❌` of a goal over some traces of `family` (`n/a` if it does not
+/// apply; without a mark, and `None`, where it is shown for information only).
+fn cell(rows: &[&TraceResult], family: Family, goal: Goal) -> (String, Option<bool>) {
     let mut xs: Vec<f64> = rows.iter().filter_map(|r| goal.of(r)).collect();
     if xs.is_empty() {
         return ("n/a".into(), None);
     }
     let (med, p90, worst) = spread(&mut xs);
+    let text = format!("{} / {} / {}", num(med), num(p90), num(worst));
+    if !goal.judged(family) {
+        return (format!("*{text}*"), None);
+    }
     let ok = p90 <= 1.0;
-    (
-        format!("{} / {} / {} {}", num(med), num(p90), num(worst), mark(ok)),
-        Some(ok),
-    )
+    (format!("{text} {}", mark(ok)), Some(ok))
 }
 
 fn p90_of(rows: &[&TraceResult], f: impl Fn(&TraceResult) -> f64) -> f64 {
@@ -63,7 +65,8 @@ pub(super) fn render(
          of a ratio that meets its goal at ≤ 1; ✅/❌ is the p90. *Allowed* loss is HPA-prom's \
          loss, a tenth of it where HPA-prom loses more than 100, and on the instant families \
          (step, flash) up to 1.2 × Oracle-causal's when that is more (never above \
-         HPA-prom's). Storm scale-downs are the most in one trace (goal 0); time to cover and \
+         HPA-prom's); lost / (1.2 × Oracle-causal's) is judged on those families and shown in \
+         italics, for information, on the others. Storm scale-downs are the most in one trace (goal 0); time to cover and \
          settling time are p90s in seconds over the traces with marks.\n",
         set.name(),
         if explain {
@@ -93,7 +96,7 @@ pub(super) fn render(
             }
             let _ = write!(s, "| {} | {} s |", family.name(), boot.as_secs());
             for goal in Goal::ALL {
-                let (text, ok) = cell(&rows, goal);
+                let (text, ok) = cell(&rows, *family, goal);
                 if ok == Some(false) {
                     misses.push(format!(
                         "{} B{} ({})",
@@ -134,6 +137,7 @@ pub(super) fn render(
             misses.join(", ")
         }
     );
+    super::frontier::render(s, &cfg.generated.families, &cfg.boot_delays, results);
     if explain {
         render_worst(s, results);
     }

@@ -1,0 +1,116 @@
+//! The frontier: could any policy without foresight meet the loss goal and the cost goal at
+//! once on a family? Oracle-causal knows the demand of the moment exactly and acts at once; at
+//! occupancy o it holds back 1/o − 1 of headroom all the time, which is all a causal policy can
+//! do about demand that rises faster than a pod boots (a step, a spike, pods killed). Where no
+//! o meets both goals at p90, the two goals conflict on that family for every causal policy of
+//! this kind, and tidegate's miss of one of them is the price of meeting the other.
+
+use std::fmt::Write as _;
+
+use super::generated::{COST_FACTOR, FRONTIER, TraceResult, over, spread};
+use crate::sim::families::Family;
+use crate::sim::metrics::RunMetrics;
+
+/// p90 of (lost / allowed) and of (pod-seconds / (1.15 × LB2)) of one policy over some traces.
+fn p90s(rows: &[&TraceResult], of: impl Fn(&TraceResult) -> &RunMetrics) -> (f64, f64) {
+    let mut loss: Vec<f64> = rows
+        .iter()
+        .map(|r| over(of(r).lost(), r.allowed_loss()))
+        .collect();
+    let mut cost: Vec<f64> = rows
+        .iter()
+        .map(|r| over(of(r).pod_seconds, COST_FACTOR * r.feasible.pod_seconds))
+        .collect();
+    (spread(&mut loss).1, spread(&mut cost).1)
+}
+
+fn num(x: f64) -> String {
+    if x.is_infinite() {
+        "∞".into()
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn cell((loss, cost): (f64, f64)) -> String {
+    let ok = loss <= 1.0 && cost <= 1.0;
+    format!(
+        "{} / {}{}",
+        num(loss),
+        num(cost),
+        if ok { " ✅" } else { "" }
+    )
+}
+
+/// Renders the frontier of one set (nothing if the frontier was not run).
+pub(super) fn render(
+    s: &mut String,
+    families: &[Family],
+    boots: &[std::time::Duration],
+    results: &[TraceResult],
+) {
+    if results.iter().all(|r| r.frontier.len() < FRONTIER.len()) {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "### Frontier: the loss goal against the cost goal\n\n\
+         Each cell is the p90 of lost / allowed and of pod-s / (1.15 × LB2) on this set (✅ when \
+         both are ≤ 1), for tidegate and for Oracle-causal — the demand of the moment known \
+         exactly and acted on at once — sized for occupancy o, that is with a standing headroom \
+         of 1/o − 1 (o = 0.7 is HPA-prom's target). The last column lists the occupancies at \
+         which that oracle meets both goals; *none* means that on this family no policy without \
+         foresight meets both by holding headroom, so one of the two goals has to give.\n"
+    );
+    s.push_str("| family | B | tidegate |");
+    let mut occupancies = vec![1.0];
+    occupancies.extend(FRONTIER);
+    for o in &occupancies {
+        let _ = write!(s, " Oracle-causal, o = {o} |");
+    }
+    s.push_str(" both met at |\n|---|---:|---:|");
+    s.push_str(&"---:|".repeat(occupancies.len() + 1));
+    s.push('\n');
+    for &family in families {
+        for &boot in boots {
+            let rows: Vec<&TraceResult> = results
+                .iter()
+                .filter(|r| {
+                    r.family == family && r.boot == boot && r.frontier.len() == FRONTIER.len()
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = write!(
+                s,
+                "| {} | {} s | {} |",
+                family.name(),
+                boot.as_secs(),
+                cell(p90s(&rows, |r| &r.tidegate))
+            );
+            let mut met = Vec::new();
+            for (i, &o) in occupancies.iter().enumerate() {
+                let p = if i == 0 {
+                    p90s(&rows, |r| &r.causal)
+                } else {
+                    p90s(&rows, |r| &r.frontier[i - 1])
+                };
+                if p.0 <= 1.0 && p.1 <= 1.0 {
+                    met.push(format!("{o}"));
+                }
+                let _ = write!(s, " {} |", cell(p));
+            }
+            let _ = writeln!(
+                s,
+                " {} |",
+                if met.is_empty() {
+                    "*none*".to_string()
+                } else {
+                    met.join(", ")
+                }
+            );
+        }
+    }
+    s.push('\n');
+}
