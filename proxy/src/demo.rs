@@ -122,9 +122,10 @@ impl Demo {
 
     /// The demo's config (edge 0's): small caps, a boot delay, and the policy's time constants
     /// scaled to a pass of minutes and backends that boot in seconds (the defaults are for pods
-    /// that boot in 15–120 s): trends over seconds, not minutes, and growth of up to 10 %/s
-    /// believed. The forecast may reach twice the demand: the surge profile grows ×1.8 in one
-    /// horizon (8 %/s for 7.5 s), and anything more is pods that stand by empty.
+    /// that boot in 15–120 s): trend windows from 4 s to 30 s whose noise is learnt over two
+    /// minutes, and growth of up to 10 %/s believed. The forecast may reach twice the demand:
+    /// the surge profile grows ×1.8 in one horizon (8 %/s for 7.5 s), and anything more is pods
+    /// that stand by empty.
     pub fn config(&self) -> Config {
         let secs = Duration::from_secs;
         let policy = TidegatePolicyConfig {
@@ -132,14 +133,14 @@ impl Demo {
             scale_down_window: secs(20),
             scale_down_interval: secs(5),
             storm_window: secs(20),
-            trend_window: secs(4),
-            trend_long_window: secs(30),
+            trend_shortest: secs(4),
+            trend_longest: secs(30),
+            trend_noise_window: secs(120),
             envelope_window: secs(10),
             forecast_error_window: secs(120),
             serving_window: secs(10),
             serving_horizon: secs(2),
             max_growth_rate: 0.1,
-            surge_growth_rate: 0.02,
             max_forecast_growth: 2.0,
             ..TidegatePolicyConfig::default()
         };

@@ -19,7 +19,7 @@ pub const DEFAULT_SCALE_DOWN_OCCUPANCY: f64 = 0.85;
 /// Default occupancy a scale-down sizes for.
 pub const DEFAULT_SCALE_DOWN_TARGET: f64 = 0.85;
 /// Default occupancy sized for while the edge holds or refuses connections.
-pub const DEFAULT_SURGE_OCCUPANCY: f64 = 0.8;
+pub const DEFAULT_SURGE_OCCUPANCY: f64 = 0.9;
 /// Default occupancy of the pods the edge routes to (the rest stand by empty).
 pub const DEFAULT_SERVING_OCCUPANCY: f64 = 0.95;
 /// Default horizon the serving pods are sized for.
@@ -34,16 +34,16 @@ pub const DEFAULT_MAX_REPLICAS: u32 = 200;
 pub const DEFAULT_BOOT_TIME: Duration = Duration::from_secs(45);
 /// Default horizon as a multiple of the boot time (covers boot jitter and actuation delay).
 pub const DEFAULT_HORIZON_FACTOR: f64 = 1.25;
-/// Default window of the short (surge) trend.
-pub const DEFAULT_TREND_WINDOW: Duration = Duration::from_secs(60);
-/// Default shortest window of the long trend (it is at least two forecast horizons).
-pub const DEFAULT_TREND_LONG_WINDOW: Duration = Duration::from_secs(300);
-/// Default relative growth rate (per second) of the short trend above which it is believed.
-pub const DEFAULT_SURGE_GROWTH_RATE: f64 = 0.003;
-/// Default spacing of the differences the trend is the median of, as a fraction of its window.
-pub const DEFAULT_TREND_LAG_FRACTION: f64 = 0.25;
-/// Default number of standard errors the growth rate is shrunk by towards 0.
-pub const DEFAULT_TREND_CONFIDENCE: f64 = 1.0;
+/// Default shortest trend window (the windows double from it).
+pub const DEFAULT_TREND_SHORTEST: Duration = Duration::from_secs(15);
+/// Default longest trend window (at least two forecast horizons).
+pub const DEFAULT_TREND_LONGEST: Duration = Duration::from_secs(300);
+/// Default number of noise spreads a window's growth is believed below its slope.
+pub const DEFAULT_TREND_NOISE_Z: f64 = 3.0;
+/// Default window over which each trend window learns its own noise.
+pub const DEFAULT_TREND_NOISE_WINDOW: Duration = Duration::from_secs(1200);
+/// Default reach of a window's growth rate, in its own lengths.
+pub const DEFAULT_TREND_REACH: f64 = 2.0;
 /// Default connection count at or below which a draining pod is removed.
 pub const DEFAULT_DRAIN_REMOVE_BELOW: u32 = 0;
 /// Default clamp on the forecast's relative growth rate (per second).
@@ -96,7 +96,9 @@ pub struct TidegatePolicyConfig {
     /// (fraction of `capacity`; from `scale_down_occupancy` to `target_occupancy`): higher
     /// gives back more of an overshoot, lower keeps more room for the next peak. Default 0.85.
     pub scale_down_target: f64,
-    /// Occupancy sized for while the edge holds or refuses connections. Default 0.8.
+    /// Occupancy sized for while the edge holds or refuses connections: the demand it counts
+    /// then misses clients backing off, and the pods the edge routes to in the meantime keep
+    /// their connections long after. Default 0.9.
     pub surge_occupancy: f64,
     /// Occupancy the routed-to (serving) pods are sized for; ordered pods beyond them stand by
     /// empty (fraction of `capacity`). Default 0.95.
@@ -117,23 +119,26 @@ pub struct TidegatePolicyConfig {
     pub boot_time: Duration,
     /// Forecast horizon as a multiple of `boot_time` (boot jitter, actuation). Default 1.25.
     pub horizon_factor: f64,
-    /// The growth rate is read over two windows: this short one, believed only for growth of
-    /// at least `surge_growth_rate` (no noise drifts that fast), and the long one. Default 60 s.
+    /// The growth rate is read over windows of this length, twice it, four times it, … up to
+    /// `trend_longest`: each the median of differences a quarter window apart, believed down to
+    /// `trend_noise_z` of its own noise below it. The level forecasts grow from is the median
+    /// of this window. At least four ticks. Default 15 s.
     #[serde(with = "duration_serde")]
-    pub trend_window: Duration,
-    /// The long trend window, at least two forecast horizons: long enough that noise which
-    /// persists for a minute or two does not read as a trend. Default 300 s.
+    pub trend_shortest: Duration,
+    /// The longest trend window, at least two forecast horizons: slow growth that no short
+    /// window can tell from noise is read here. Default 300 s.
     #[serde(with = "duration_serde")]
-    pub trend_long_window: Duration,
-    /// Growth (fraction per second) at which the short trend is believed. Default 0.003.
-    pub surge_growth_rate: f64,
-    /// …from differences taken this fraction of the window apart. Longer lags average more
-    /// noise out; a step in demand moves only the differences that span it, so below a third
-    /// of the window it cannot carry the median. Default 0.25.
-    pub trend_lag_fraction: f64,
-    /// The growth rate is shrunk towards 0 by this many of its standard errors, so that a
-    /// trend noise could have drawn forecasts no growth. Default 1.
-    pub trend_confidence: f64,
+    pub trend_longest: Duration,
+    /// A window's growth is believed down to this many of its noise spreads below its slope
+    /// (the noise is how much the window's slope changes over one window length on this load).
+    /// Default 3.
+    pub trend_noise_z: f64,
+    /// Each trend window learns its noise over this window. Default 1200 s.
+    #[serde(with = "duration_serde")]
+    pub trend_noise_window: Duration,
+    /// A window's growth rate is projected at most this many of its own lengths ahead: a trend
+    /// seen for 15 s says little about the next two minutes. Default 2.
+    pub trend_reach: f64,
     /// Clamp on the forecast's growth rate (fraction of level per second). Default 0.01.
     pub max_growth_rate: f64,
     /// The forecast is at most this many times demand now: when compounded growth stops, the
@@ -199,11 +204,11 @@ impl Default for TidegatePolicyConfig {
             max_replicas: DEFAULT_MAX_REPLICAS,
             boot_time: DEFAULT_BOOT_TIME,
             horizon_factor: DEFAULT_HORIZON_FACTOR,
-            trend_window: DEFAULT_TREND_WINDOW,
-            trend_long_window: DEFAULT_TREND_LONG_WINDOW,
-            surge_growth_rate: DEFAULT_SURGE_GROWTH_RATE,
-            trend_lag_fraction: DEFAULT_TREND_LAG_FRACTION,
-            trend_confidence: DEFAULT_TREND_CONFIDENCE,
+            trend_shortest: DEFAULT_TREND_SHORTEST,
+            trend_longest: DEFAULT_TREND_LONGEST,
+            trend_noise_z: DEFAULT_TREND_NOISE_Z,
+            trend_noise_window: DEFAULT_TREND_NOISE_WINDOW,
+            trend_reach: DEFAULT_TREND_REACH,
             max_growth_rate: DEFAULT_MAX_GROWTH_RATE,
             max_forecast_growth: DEFAULT_MAX_FORECAST_GROWTH,
             envelope_window: DEFAULT_ENVELOPE_WINDOW,
@@ -254,19 +259,19 @@ impl TidegatePolicyConfig {
         frac("scale_down_step", self.scale_down_step, 0.0, 1.0)?;
         frac("storm_drop", self.storm_drop, 0.0, 1.0)?;
         frac("horizon_factor", self.horizon_factor, 0.0, 10.0)?;
-        frac("trend_lag_fraction", self.trend_lag_fraction, 0.0, 0.5)?;
         frac(
             "forecast_error_quantile",
             self.forecast_error_quantile,
             0.0,
             1.0,
         )?;
-        if !(0.0..=10.0).contains(&self.trend_confidence) {
+        if !(0.0..=10.0).contains(&self.trend_noise_z) {
             return Err(Error::InvalidConfig {
-                field: "trend_confidence",
-                reason: format!("{} is not in [0, 10]", self.trend_confidence),
+                field: "trend_noise_z",
+                reason: format!("{} is not in [0, 10]", self.trend_noise_z),
             });
         }
+        frac("trend_reach", self.trend_reach, 0.0, 1000.0)?;
         frac("scale_down_boots", self.scale_down_boots, 0.0, 100.0)?;
         if !(1.0..=100.0).contains(&self.max_forecast_growth) {
             return Err(Error::InvalidConfig {
@@ -292,10 +297,14 @@ impl TidegatePolicyConfig {
                 ),
             });
         }
-        if self.trend_window < self.tick * 2 {
+        if self.trend_shortest < self.tick * 4 {
             return Err(Error::InvalidConfig {
-                field: "trend_window",
-                reason: "need at least two ticks".into(),
+                field: "trend_shortest",
+                reason: format!(
+                    "{:?} is shorter than four ticks ({:?})",
+                    self.trend_shortest,
+                    self.tick * 4
+                ),
             });
         }
         if self.capacity == 0 || self.tick.is_zero() {
@@ -307,22 +316,13 @@ impl TidegatePolicyConfig {
         Ok(())
     }
 
-    /// Samples (ticks) in the short trend window and the spacing of the differences the
-    /// trend is the median of.
-    pub fn trend_samples(&self) -> (usize, usize) {
-        self.samples(self.trend_window)
-    }
-
-    /// The same for the long trend window (at least two horizons).
-    pub fn long_trend_samples(&self) -> (usize, usize) {
-        self.samples(self.trend_long_window.max(self.horizon() * 2))
-    }
-
-    fn samples(&self, span: Duration) -> (usize, usize) {
-        let tick = self.tick.as_secs_f64().max(1e-3);
-        let window = ((span.as_secs_f64() / tick).round() as usize).max(2);
-        let lag = (window as f64 * self.trend_lag_fraction).round() as usize;
-        (window, lag.clamp(1, window - 1))
+    /// Ticks in the shortest and the longest trend window (the longest at least two horizons)
+    /// and in the trend windows' noise window.
+    pub fn trend_ticks(&self) -> (usize, usize, usize) {
+        let ticks = |d: Duration| (d.as_secs_f64() / self.tick.as_secs_f64().max(1e-3)).round();
+        let shortest = (ticks(self.trend_shortest) as usize).max(4);
+        let longest = (ticks(self.trend_longest.max(self.horizon() * 2)) as usize).max(shortest);
+        (shortest, longest, ticks(self.trend_noise_window) as usize)
     }
 
     /// Forecast horizon: `boot_time × horizon_factor`.

@@ -175,7 +175,7 @@ impl RobustSlope {
 }
 
 /// Median of `xs` (reordered in place; 0 when empty).
-fn median(xs: &mut [f64]) -> f64 {
+pub(crate) fn median(xs: &mut [f64]) -> f64 {
     let n = xs.len();
     if n == 0 {
         return 0.0;

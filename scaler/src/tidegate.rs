@@ -3,33 +3,36 @@
 //! **In one paragraph.** Every second tidegate estimates demand as the edge sees it: live
 //! connections on all pods plus the larger of the connections held in its queue and the attempts
 //! it refused in the last 5 s — demand the pods could not take, which scraped per-pod gauges
-//! never show. Its growth rate is a robust slope of `ln(demand + one pod)` (the median of
-//! differences a quarter window apart) over two windows — a minute, believed only for growth of
-//! at least 0.3 %/s, and the longer of 5 minutes and two horizons — shrunk towards 0 by one
-//! standard error and clamped to 1 %/s; the forecast compounds it from the median level of the
-//! last quarter window over the horizon (one boot time × 1.25). Every forecast is checked against
-//! demand when its horizon comes, and a scale-up adds the 90th percentile of the last 20 minutes'
-//! under-forecasts as margin, at most 1.6 × demand in all. **Up** is fast: when that load, or the
-//! peak demand of the last minute, exceeds 0.97 of the pods asked for, it orders enough for 0.94
-//! occupancy at once (0.8 for the largest demand of an episode in which the edge holds or refuses
-//! connections). **Down** needs evidence that holds: nothing booting, no scale-up during the
-//! evidence window (the longer of 5 minutes and two boot times), no unmet demand in the last
-//! minute, no storm, and the window's peak of the scale-up load fitting one pod fewer at 0.85;
-//! then it goes to what that peak needs at 0.85, by at most 25 % (≥ 1 pod) per 30 s. The edge
-//! routes new connections only to as many pods as the last minute's peak of demand and short
-//! forecast needs at 0.95 occupancy (at least what demand now needs): the others stand by empty
-//! and are routed to when demand reaches them, so an over-forecast costs pod-seconds but never
-//! strands connections on pods that must go, and the pods given up are drained emptiest first and
-//! removed only once empty. A one-second drop of live connections by ≥ 2 % is a **reconnect
-//! storm**: for 5 minutes demand is held at its pre-drop level and refusals are ignored, so
-//! neither the dip nor the rebound changes the count — the ReplicaSet replaces the lost pods.
-//! Replicas always stay within [min, max].
+//! never show. It reads the growth of `ln(demand + one pod)` at several time scales at once
+//! (windows of 15 s doubling up to 4 minutes, each the median of differences a quarter window
+//! apart), each believed down to three times its own noise and projected at most two of its own
+//! lengths ahead; windows the 15 s window contradicts have seen growth that stopped, and are
+//! ignored (`tidegate/trend.rs`). The forecast grows the level (the median of the last 15 s) by the most
+//! any believed window projects over the horizon (one boot time × 1.25), at most 1 %/s and
+//! 1.6 × demand. Every forecast is checked against demand when its horizon comes (outside
+//! episodes of unmet demand), and a scale-up adds the 90th percentile of the last 20 minutes'
+//! under-forecasts as margin. **Up** is fast: when that load, or the peak demand of the last
+//! minute, exceeds 0.97 of the pods asked for, it orders enough for 0.94 occupancy at once (0.9
+//! for the largest demand of an episode in which the edge holds or refuses connections).
+//! **Down** needs evidence that holds: nothing booting, no scale-up during the evidence window
+//! (the longer of 5 minutes and two boot times), no unmet demand in the last minute, no storm,
+//! and the window's peak of the scale-up load fitting one pod fewer at 0.85; then it goes to what
+//! that peak needs at 0.85, by at most 25 % (≥ 1 pod) per 30 s. The edge routes new connections
+//! only to as many pods as the last minute's peak of demand and short forecast needs at 0.95
+//! occupancy (at least what demand now needs): the others stand by empty and are routed to when
+//! demand reaches them, so an over-forecast costs pod-seconds but never strands connections on
+//! pods that must go, and the pods given up are drained emptiest first and removed only once
+//! empty. A one-second drop of live connections by ≥ 2 % is a **reconnect storm**: for 5
+//! minutes demand is held at its pre-drop level and refusals are ignored, so neither the dip nor
+//! the rebound changes the count — the ReplicaSet replaces the lost pods. Replicas always stay
+//! within [min, max].
 //!
 //! Every constant above is a field of [`TidegatePolicyConfig`]; why this does not churn is in
 //! `scaler/README.md`; the actuator side (standby, draining, removal) is [`crate::drain`].
 
 mod calibration;
 mod estimate;
+mod trend;
 
 use std::time::Duration;
 
@@ -273,7 +276,7 @@ impl Policy for TidegatePolicy {
         self.envelope.push(now, demand);
         self.now = now;
         // During a storm demand is held, not counted: forecasts are not checked against it.
-        let trusted = !self.in_storm(now);
+        let trusted = !self.in_storm(now) && !self.in_surge(now);
         let horizon = self.cfg.horizon();
         let forecast = self.est.forecast(&self.cfg, horizon);
         self.calibration

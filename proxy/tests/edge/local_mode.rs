@@ -41,8 +41,9 @@ fn local_config() -> tidegate_proxy::config::Config {
             // windows above (the defaults are sized for boots of a minute). With the defaults
             // the test took 28–29 s alone, the scale-down about 17 s of the 20 s it is given,
             // and a loaded CI run missed it; with these, 22–23 s.
-            trend_window: Duration::from_secs(4),
-            trend_long_window: Duration::from_secs(10),
+            trend_shortest: Duration::from_secs(4),
+            trend_longest: Duration::from_secs(10),
+            trend_noise_window: Duration::from_secs(10),
             forecast_error_window: Duration::from_secs(10),
             ..TidegatePolicyConfig::default()
         },

@@ -51,8 +51,9 @@ fn replica(ns: &str, identity: &str, min: u32) -> Config {
     s.policy.envelope_window = Duration::from_secs(3);
     s.policy.serving_window = Duration::from_secs(3);
     s.policy.forecast_error_window = Duration::from_secs(10);
-    s.policy.trend_window = Duration::from_secs(4);
-    s.policy.trend_long_window = Duration::from_secs(10);
+    s.policy.trend_shortest = Duration::from_secs(4);
+    s.policy.trend_longest = Duration::from_secs(10);
+    s.policy.trend_noise_window = Duration::from_secs(10);
     // Nor is the forecast's error margin what these tests are about: with pods of 10, the
     // first connections read as a miss of more than 100 % against forecasts made before them,
     // and the margin alone would order more pods. (With few checks yet, a few misses are not

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use super::trend::Trend;
 use crate::config::TidegatePolicyConfig;
-use crate::forecast::RobustSlope;
 use crate::history::{History, Sample};
 use crate::policy::Observation;
 
@@ -20,11 +20,12 @@ struct Storm {
 #[derive(Clone, Debug)]
 pub(super) struct Estimate {
     history: History,
-    /// Robust slopes of `ln(demand + one pod)` over the short and the long window: relative
-    /// growth rates, each shrunk by its error.
-    trend: RobustSlope,
-    long_trend: RobustSlope,
-    rate: f64,
+    /// Growth rate of `ln(demand + one pod)` at several time scales.
+    trend: Trend,
+    /// The growth rate at the last second outside an episode of unmet demand (per second).
+    rate_before_unmet: f64,
+    /// The most any window's rate may be just after an episode of unmet demand.
+    rate_cap: Option<f64>,
     demand: f64,
     /// Median demand of the last trend lag: the level the forecast grows from.
     level: f64,
@@ -42,16 +43,15 @@ pub(super) struct Estimate {
 impl Estimate {
     pub fn new(cfg: &TidegatePolicyConfig) -> Self {
         let tick = cfg.tick.as_secs_f64().max(1e-3);
-        let (window, lag) = cfg.trend_samples();
-        let (long, long_lag) = cfg.long_trend_samples();
+        let (shortest, longest, keep) = cfg.trend_ticks();
         Estimate {
-            long_trend: RobustSlope::new(long, long_lag),
             history: History::new((cfg.unmet_window.as_secs_f64() / tick).ceil() as usize + 2),
-            trend: RobustSlope::new(window, lag),
-            rate: 0.0,
+            trend: Trend::new(shortest, longest, keep, tick, cfg.trend_noise_z),
+            rate_before_unmet: 0.0,
+            rate_cap: None,
             demand: 0.0,
             level: 0.0,
-            level_age: lag as f64 * cfg.tick.as_secs_f64() / 2.0,
+            level_age: shortest as f64 * tick / 2.0,
             offset: f64::from(cfg.capacity),
             last_live: None,
             storm: None,
@@ -65,14 +65,21 @@ impl Estimate {
         self.demand
     }
 
-    /// Demand `h` ahead: the level (the median of the last trend lag, so that a noise peak is
-    /// not projected as if it would last) grown from its own time at the (non-negative) rate,
-    /// at most [`Estimate::most`]. The rate is that of `ln(demand + one pod)`, so growth
-    /// compounds for surges that double rather than add, and is about linear while demand is
-    /// a pod or two (a ramp from nothing is not read as infinite growth).
+    /// Demand `h` ahead: the level (the median of the shortest trend window, so that a noise
+    /// peak is not projected as if it would last) grown from its own time as far as the trend
+    /// windows believe ([`Trend::growth`]; each rate at most `max_growth_rate`, and just after
+    /// unmet demand at most the rate before it), at most [`Estimate::most`]. Rates are those of
+    /// `ln(demand + one pod)`, so growth compounds for surges that double rather than add, and
+    /// is about linear while demand is a pod or two (a ramp from nothing is not read as
+    /// infinite growth).
     pub fn forecast(&self, cfg: &TidegatePolicyConfig, h: Duration) -> f64 {
-        let h = h + Duration::from_secs_f64(self.level_age);
-        let grown = (self.level + self.offset) * (self.rate.max(0.0) * h.as_secs_f64()).exp();
+        let h = h.as_secs_f64() + self.level_age;
+        let cap = self
+            .rate_cap
+            .unwrap_or(f64::INFINITY)
+            .min(cfg.max_growth_rate);
+        let growth = self.trend.growth(h, cap, cfg.trend_reach);
+        let grown = (self.level + self.offset) * growth.exp();
         (grown - self.offset).min(self.most(cfg))
     }
 
@@ -120,27 +127,19 @@ impl Estimate {
             None => live + queued.max(refused),
         };
         let x = (self.demand + self.offset).ln();
-        self.trend.push(now.as_secs_f64(), x);
-        self.long_trend.push(now.as_secs_f64(), x);
-        let (_, lag) = cfg.trend_samples();
-        self.level = (self.trend.recent_median(lag).exp() - self.offset).max(0.0);
-        let shrink = |(rate, error): (f64, f64)| {
-            (rate.abs() - cfg.trend_confidence * error).max(0.0) * rate.signum()
-        };
-        let short = shrink(self.trend.slope_and_error());
-        let long = shrink(self.long_trend.slope_and_error());
-        let rate = if short >= cfg.surge_growth_rate {
-            short.max(long)
-        } else {
-            long
-        };
-        let max = cfg.max_growth_rate;
-        self.rate = rate.clamp(-max, max);
+        self.trend.push(x);
+        let (shortest, _, _) = cfg.trend_ticks();
+        self.level = (self.trend.recent_median(shortest).exp() - self.offset).max(0.0);
+        let rate = self.trend.rate().min(cfg.max_growth_rate);
         let saturated = obs.queued > 0 || refused > 0.0;
         // Just after a saturation ends, the rise of live connections is the backlog of refused
-        // clients getting in, not demand growth.
+        // clients getting in, not demand growth: the rate is held to what it was before the
+        // episode began (growth that was there before it is still there).
+        self.rate_cap = None;
         if !saturated && self.unmet(cfg, now) {
-            self.rate = self.rate.min(0.0);
+            self.rate_cap = Some(self.rate_before_unmet);
+        } else if !saturated {
+            self.rate_before_unmet = rate;
         }
         if storm.is_none() && saturated {
             if !self.unmet(cfg, now) {

@@ -27,7 +27,8 @@ fn steady_load_holds_and_refusals_trigger_surge() {
         let d = step(&mut p, t, &view, 0);
         assert_eq!(d.replicas, 10, "t={t}: {}", d.reason);
     }
-    let d = step(&mut p, 60, &view, 500);
+    // 8,500 live and 1,000 refused: 9,500 of demand, beyond 10 pods at the surge occupancy.
+    let d = step(&mut p, 60, &view, 1000);
     assert!(p.in_surge(Duration::from_secs(60)));
     assert!(d.replicas > 10, "{}", d.reason);
     assert!(
