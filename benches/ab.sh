@@ -4,8 +4,9 @@
 # unless WORKERS says otherwise), then ROUNDS rounds in a rotated order of upgrades (`wsbench
 # handshakes`, CPU per 1,000 and upgrades/s) and 4 KiB echoes (`wsbench throughput`, CPU per
 # million). Prints every run, then per target the median and min–max of each figure and its
-# ratio to HAProxy's median. CPU figures on this machine spread ±10–15 % from run to run
-# (benches/README.md, "Same-run A/B"), so judge medians over 6 or more rounds.
+# ratio to HAProxy's median, then the medians of the rounds' own ratios (new/old, old/HAProxy,
+# new/HAProxy): CPU figures on this machine spread ±10–15 % from run to run (benches/README.md,
+# "Same-run A/B"), so judge over 6 or more rounds, and by the paired ratios.
 #
 #   bash benches/ab.sh OLD NEW [ROUNDS]     OLD, NEW: tidegate binaries; ROUNDS default 8
 #
@@ -102,5 +103,18 @@ for c, label in cols:
     for t in ("haproxy", "old", "new"):
         v = [float(r[c]) for r in rows if r[1] == t]
         cells.append(f"{t} {med[(t, c)]:.2f} ({min(v):.2f}–{max(v):.2f}) {med[(t, c)] / med[('haproxy', c)]:.2f}×")
+    print(f"{label}: " + "; ".join(cells))
+# The machine drifts from round to round more than two builds differ; within a round the three
+# run back to back, so a round's own ratios cancel the drift.
+print("\nPer round, paired: median (min–max) of the round's ratio, and in how many rounds it is below 1")
+for c, label in cols:
+    by = {}
+    for r in rows:
+        by.setdefault(r[0], {})[r[1]] = float(r[c])
+    cells = []
+    for a, b in (("new", "old"), ("old", "haproxy"), ("new", "haproxy")):
+        q = [v[a] / v[b] for v in by.values() if v.get(b)]
+        cells.append(f"{a}/{b} {statistics.median(q):.3f} ({min(q):.2f}–{max(q):.2f}), "
+                     f"{sum(x < 1 for x in q)} of {len(q)} below 1")
     print(f"{label}: " + "; ".join(cells))
 EOF

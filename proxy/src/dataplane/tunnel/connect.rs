@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use tidegate_common::Reservation;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tracing::debug;
 
 use crate::config::Config;
@@ -31,16 +31,8 @@ pub(super) async fn connect(
     let mut tried: Vec<SocketAddr> = Vec::new();
     loop {
         let addr = reservation.backend().address();
-        match tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                // A new socket has keepalive off: only turning it on takes a call.
-                if config.tcp_keepalive.0.is_some() {
-                    let socket = socket2::SockRef::from(&stream);
-                    crate::dataplane::inherited::set_keepalive(&socket, config.tcp_keepalive);
-                }
-                return Ok((reservation, stream));
-            }
+        match tokio::time::timeout(config.connect_timeout, open(addr, config)).await {
+            Ok(Ok(stream)) => return Ok((reservation, stream)),
             // Out of descriptors is the proxy's own trouble: the backend is fine, keep it in.
             Ok(Err(e)) if is_out_of_descriptors(&e) => return Err(NoBackend::OutOfDescriptors),
             Ok(Err(e)) => debug!(backend = %addr, error = %e, "connect failed"),
@@ -57,6 +49,26 @@ pub(super) async fn connect(
             .try_reserve(std::time::Instant::now(), &tried)
             .map_err(|_| NoBackend::Unreachable)?;
     }
+}
+
+/// Connects to `addr` with the backend leg's options set before the handshake: no Nagle,
+/// keepalive as configured, and the handshake's last ACK held back to ride on the request that
+/// follows at once (`TCP_QUICKACK` off, what HAProxy calls `tcp-smart-connect`): one packet
+/// fewer per upgrade on each side, and the backend is woken once, with the request, instead of
+/// once for the handshake and once for the request.
+async fn open(addr: SocketAddr, config: &Config) -> std::io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    let _ = socket.set_nodelay(true);
+    let options = socket2::SockRef::from(&socket);
+    // A new socket has keepalive off: only turning it on takes a call.
+    if config.tcp_keepalive.0.is_some() {
+        crate::dataplane::inherited::set_keepalive(&options, config.tcp_keepalive);
+    }
+    let _ = options.set_tcp_quickack(false);
+    socket.connect(addr).await
 }
 
 /// Counts a failed connect and ejects the backend.
@@ -76,4 +88,36 @@ fn failed(proxy: &Proxy, config: &Config, reservation: &Reservation) {
 /// Whether a connect failed because this process (or the system) ran out of descriptors.
 pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(code) if code == nix::libc::EMFILE || code == nix::libc::ENFILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_handshakes_last_ack_rides_on_the_request() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = Config::default();
+        let mut stream = open(listener.local_addr().unwrap(), &config).await.unwrap();
+        let options = socket2::SockRef::from(&stream);
+        assert!(options.tcp_nodelay().unwrap());
+        assert_eq!(
+            options.keepalive().unwrap(),
+            config.tcp_keepalive.0.is_some()
+        );
+        // Without the handshake's last ACK the backend's side is not yet established, so there
+        // is nothing to accept (with quick ACKs on, connect returns after that ACK went out and
+        // the connection is already queued). The kernel sends the ACK alone only after 200 ms.
+        assert!(
+            listener.accept().now_or_never().is_none(),
+            "the handshake's ACK went out on its own"
+        );
+        stream.write_all(b"GET").await.unwrap();
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        let mut got = [0u8; 3];
+        accepted.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"GET");
+    }
 }
