@@ -8,7 +8,7 @@
 //!   seam the live scaler loop and the simulator share.
 //! - [`tidegate`]: tidegate's own policy, explained in one paragraph; its constants live in
 //!   [`config::TidegatePolicyConfig`]. It builds on [`history`] (what the live loop feeds once per
-//!   second) and [`forecast`] (Holt smoothing; the seed's least-squares fits).
+//!   second) and [`forecast`] (the seed's least-squares fits, and a median).
 //! - [`drain`]: drain-first actuation — which pods to drain, un-drain and remove.
 //! - [`baselines`]: Kubernetes HPA v2, Knative KPA, the seed's predictor and the oracles.
 //! - [`sim`]: the simulated world, traces, the report and the `tidegate simulate` entry point

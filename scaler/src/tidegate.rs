@@ -7,9 +7,9 @@
 //! (windows of 15 s doubling up to 4 minutes, each the median of differences a quarter window
 //! apart), each believed down to three times its own noise and projected at most two of its own
 //! lengths ahead; windows the 15 s window contradicts have seen growth that stopped, and are
-//! ignored (`tidegate/trend.rs`). The forecast grows the level (the median of the last 15 s) by the most
-//! any believed window projects over the horizon (one boot time × 1.25), at most 1 %/s and
-//! 1.6 × demand. Every forecast is checked against demand when its horizon comes (outside
+//! ignored (`tidegate/trend.rs`). The forecast grows the level (the median of the last 15 s) by
+//! the most any believed window projects over the horizon (one boot time × 1.25), at most
+//! 1 %/s and 1.6 × demand. Every forecast is checked against demand when its horizon comes (outside
 //! episodes of unmet demand), and a scale-up adds the 90th percentile of the last 20 minutes'
 //! under-forecasts as margin. **Up** is fast: when that load, or the peak demand of the last
 //! minute, exceeds 0.97 of the pods asked for, it orders enough for 0.94 occupancy at once (0.9
@@ -275,7 +275,9 @@ impl Policy for TidegatePolicy {
         let demand = self.est.demand();
         self.envelope.push(now, demand);
         self.now = now;
-        // During a storm demand is held, not counted: forecasts are not checked against it.
+        // During a storm demand is held, and while demand goes unmet the edge cannot count it:
+        // forecasts are not checked against either (a surge's errors would hold the margin,
+        // and every scale-down with it, for a whole error window after the surge).
         let trusted = !self.in_storm(now) && !self.in_surge(now);
         let horizon = self.cfg.horizon();
         let forecast = self.est.forecast(&self.cfg, horizon);

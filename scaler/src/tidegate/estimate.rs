@@ -27,7 +27,7 @@ pub(super) struct Estimate {
     /// The most any window's rate may be just after an episode of unmet demand.
     rate_cap: Option<f64>,
     demand: f64,
-    /// Median demand of the last trend lag: the level the forecast grows from.
+    /// Median demand of the shortest trend window: the level the forecast grows from.
     level: f64,
     /// Seconds the level lags the newest sample by (half the lag).
     level_age: f64,
