@@ -38,7 +38,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub scrape_interval: Duration,
     /// Policies: `all` or a comma-separated list of tidegate, HPA-prom, HPA-direct, KPA, Seed2-a,
-    /// Seed2-a-nr, Seed2-b, Seed2-b-nr, Seed2-lin, Oracle-feasible, Oracle-fluid
+    /// Seed2-a-nr, Seed2-b, Seed2-b-nr, Seed2-lin, Oracle-feasible, Oracle-causal, Oracle-fluid
     #[arg(long, default_value = "all")]
     pub policies: String,
     /// Number of seeds (`--first-seed`, …, `--first-seed` + N − 1)

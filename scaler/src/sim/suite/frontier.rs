@@ -2,8 +2,9 @@
 //! once on a family? Oracle-causal knows the demand of the moment exactly and acts at once; at
 //! occupancy o it holds back 1/o − 1 of headroom all the time, which is all a causal policy can
 //! do about demand that rises faster than a pod boots (a step, a spike, pods killed). Where no
-//! o meets both goals at p90, the two goals conflict on that family for every causal policy of
-//! this kind, and tidegate's miss of one of them is the price of meeting the other.
+//! o meets both goals at p90 on such a family, the two goals conflict for every causal policy,
+//! and tidegate's miss of one of them is the price of meeting the other. On slower families a
+//! forecast can do better than headroom, and there the frontier only bounds headroom alone.
 
 use std::fmt::Write as _;
 
@@ -59,8 +60,11 @@ pub(super) fn render(
          both are ≤ 1), for tidegate and for Oracle-causal — the demand of the moment known \
          exactly and acted on at once — sized for occupancy o, that is with a standing headroom \
          of 1/o − 1 (o = 0.7 is HPA-prom's target). The last column lists the occupancies at \
-         which that oracle meets both goals; *none* means that on this family no policy without \
-         foresight meets both by holding headroom, so one of the two goals has to give.\n"
+         which that oracle meets both goals. *none* means that headroom alone does not meet both \
+         on this family: where demand moves faster than a pod boots (steps, spikes, pods killed \
+         or rolled, the fastest surges) nothing without foresight does better, and one of the two \
+         goals has to give; on slower families a forecast can, and tidegate's column shows where \
+         it does.\n"
     );
     s.push_str("| family | B | tidegate |");
     let mut occupancies = vec![1.0];

@@ -143,12 +143,14 @@ pub(super) fn render(
     }
 }
 
-/// The worst trace of every goal, explained from a recorded re-run.
+/// The worst trace of every goal, among the families it is judged on, explained from a
+/// recorded re-run.
 fn render_worst(s: &mut String, results: &[TraceResult]) {
     let _ = writeln!(s, "### Worst cases of the validation set\n");
     for goal in Goal::ALL {
         let worst = results
             .iter()
+            .filter(|r| goal.judged(r.family))
             .filter_map(|r| goal.of(r).map(|x| (x, r)))
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let Some((ratio, r)) = worst else { continue };
