@@ -228,10 +228,28 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tidegate: {e:#}");
+            eprintln!("tidegate: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: some errors already print their cause in their own
+/// message (a config file's parse error does, with the line and the snippet), and `{:#}` would
+/// then print it twice.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 /// `tidegate check-config`: the file, then every TLS certificate pair it names (read, parsed,

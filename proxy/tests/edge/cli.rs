@@ -39,6 +39,34 @@ fn check_config_accepts_a_valid_file_and_names_the_field_and_line_of_a_bad_one()
         err.contains("bad.yaml") && err.contains("line 3") && err.contains("invalid duration"),
         "{err}"
     );
+    // The parser's message and its snippet of the file, once (not again as the error's cause).
+    assert_eq!(err.matches("--> ").count(), 1, "said once: {err}");
+
+    // A value out of range, and a field the policy no longer has: each named once.
+    std::fs::write(
+        &bad,
+        "backends:\n  static: [127.0.0.1:9001]\nmax_connections_per_backend: 0\n",
+    )
+    .unwrap();
+    let (code, _, err) = tidegate(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.matches("max_connections_per_backend").count(),
+        1,
+        "{err}"
+    );
+    std::fs::write(
+        &bad,
+        "backends:\n  static: [127.0.0.1:9001]\nscaler:\n  policy:\n    trend_window: 60s\n",
+    )
+    .unwrap();
+    let (code, _, err) = tidegate(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 5") && err.contains("trend_shortest"),
+        "{err}"
+    );
+    assert_eq!(err.matches("--> ").count(), 1, "said once: {err}");
 
     let (code, _, err) = tidegate(&["check-config", "/nonexistent/tidegate.yaml"]);
     assert_eq!(code, 1);
