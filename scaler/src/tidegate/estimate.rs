@@ -24,13 +24,12 @@ pub(super) struct Estimate {
     trend: Trend,
     /// The growth rate at the last second outside an episode of unmet demand (per second).
     rate_before_unmet: f64,
-    /// The most any window's rate may be just after an episode of unmet demand.
-    rate_cap: Option<f64>,
+    /// The most any window's rate may be: `max_growth_rate`, and just after an episode of
+    /// unmet demand the rate before it (per second).
+    rate_cap: f64,
     demand: f64,
     /// Median demand of the shortest trend window: the level the forecast grows from.
     level: f64,
-    /// Seconds the level lags the newest sample by (half the lag).
-    level_age: f64,
     /// Added to demand before taking logs: one pod's capacity.
     offset: f64,
     last_live: Option<f64>,
@@ -48,10 +47,9 @@ impl Estimate {
             history: History::new((cfg.unmet_window.as_secs_f64() / tick).ceil() as usize + 2),
             trend: Trend::new(shortest, longest, keep, tick, cfg.trend_noise_z),
             rate_before_unmet: 0.0,
-            rate_cap: None,
+            rate_cap: cfg.max_growth_rate,
             demand: 0.0,
             level: 0.0,
-            level_age: shortest as f64 * tick / 2.0,
             offset: f64::from(cfg.capacity),
             last_live: None,
             storm: None,
@@ -73,12 +71,8 @@ impl Estimate {
     /// is about linear while demand is a pod or two (a ramp from nothing is not read as
     /// infinite growth).
     pub fn forecast(&self, cfg: &TidegatePolicyConfig, h: Duration) -> f64 {
-        let h = h.as_secs_f64() + self.level_age;
-        let cap = self
-            .rate_cap
-            .unwrap_or(f64::INFINITY)
-            .min(cfg.max_growth_rate);
-        let growth = self.trend.growth(h, cap, cfg.trend_reach);
+        let h = h.as_secs_f64() + self.trend.level_age();
+        let growth = self.trend.growth(h, self.rate_cap, cfg.trend_reach);
         let grown = (self.level + self.offset) * growth.exp();
         (grown - self.offset).min(self.most(cfg))
     }
@@ -128,16 +122,15 @@ impl Estimate {
         };
         let x = (self.demand + self.offset).ln();
         self.trend.push(x);
-        let (shortest, _, _) = cfg.trend_ticks();
-        self.level = (self.trend.recent_median(shortest).exp() - self.offset).max(0.0);
+        self.level = (self.trend.level().exp() - self.offset).max(0.0);
         let rate = self.trend.rate().min(cfg.max_growth_rate);
         let saturated = obs.queued > 0 || refused > 0.0;
         // Just after a saturation ends, the rise of live connections is the backlog of refused
         // clients getting in, not demand growth: the rate is held to what it was before the
         // episode began (growth that was there before it is still there).
-        self.rate_cap = None;
+        self.rate_cap = cfg.max_growth_rate;
         if !saturated && self.unmet(cfg, now) {
-            self.rate_cap = Some(self.rate_before_unmet);
+            self.rate_cap = self.rate_before_unmet;
         } else if !saturated {
             self.rate_before_unmet = rate;
         }

@@ -135,13 +135,19 @@ impl Trend {
         }
     }
 
-    /// Median of the newest `k` samples (0 when empty).
-    pub fn recent_median(&mut self, k: usize) -> f64 {
+    /// The level: the median of the shortest window's samples (of those there are; 0 when
+    /// empty), so that a noise peak is not projected as if it would last.
+    pub fn level(&mut self) -> f64 {
         let n = self.xs.len();
-        let k = k.clamp(1, n.max(1)).min(n);
+        let k = self.scales.first().map_or(1, |s| s.window).min(n);
         self.scratch.clear();
         self.scratch.extend(self.xs.range(n - k..).copied());
         median(&mut self.scratch)
+    }
+
+    /// How far the level lags the newest sample: half the shortest window (s).
+    pub fn level_age(&self) -> f64 {
+        self.scales.first().map_or(0.0, |s| s.window as f64) * self.tick_secs / 2.0
     }
 
     /// The slope of window `i` (per second), once the window is full.
