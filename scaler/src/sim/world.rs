@@ -55,8 +55,8 @@ pub struct DecisionRow {
     pub demand: f64,
     /// Pods the edge routes to, if the policy says (the rest stand by empty).
     pub serving: Option<u32>,
-    /// The policy's forecast and its horizon (connections, s), if it made one.
-    pub forecast: Option<(f64, f64)>,
+    /// The policy's forecast, if it made one.
+    pub forecast: Option<crate::policy::Forecast>,
     /// Why the decision came out as it did.
     pub reason: crate::policy::Reason,
 }

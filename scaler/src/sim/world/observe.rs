@@ -149,9 +149,7 @@ impl World<'_> {
                 rejected_total: self.m.rejected as u64,
                 demand: self.trace.at(self.t()).0,
                 serving: decision.serving,
-                forecast: decision
-                    .forecast
-                    .map(|f| (f.connections, f.horizon.as_secs_f64())),
+                forecast: decision.forecast,
                 reason: decision.reason,
             });
         }
