@@ -8,38 +8,26 @@
 
 use std::fmt::Write as _;
 
-use super::generated::{COST_FACTOR, FRONTIER, TraceResult, over, spread};
+use super::generated::{FRONTIER, TraceResult, spread};
+use super::verdict::num;
 use crate::sim::families::Family;
 use crate::sim::metrics::RunMetrics;
 
-/// p90 of (lost / allowed) and of (pod-seconds / (1.15 × LB2)) of one policy over some traces.
-fn p90s(rows: &[&TraceResult], of: impl Fn(&TraceResult) -> &RunMetrics) -> (f64, f64) {
-    let mut loss: Vec<f64> = rows
-        .iter()
-        .map(|r| over(of(r).lost(), r.allowed_loss()))
-        .collect();
-    let mut cost: Vec<f64> = rows
-        .iter()
-        .map(|r| over(of(r).pod_seconds, COST_FACTOR * r.feasible.pod_seconds))
-        .collect();
-    (spread(&mut loss).1, spread(&mut cost).1)
+/// p90 of the loss goal and of the cost goal ([`TraceResult::loss_and_cost`]) of one policy
+/// over some traces, and whether both are met.
+fn p90s(rows: &[&TraceResult], run: impl Fn(&TraceResult) -> &RunMetrics) -> (f64, f64, bool) {
+    let (mut loss, mut cost): (Vec<f64>, Vec<f64>) =
+        rows.iter().map(|r| r.loss_and_cost(run(r))).unzip();
+    let (loss, cost) = (spread(&mut loss).1, spread(&mut cost).1);
+    (loss, cost, loss <= 1.0 && cost <= 1.0)
 }
 
-fn num(x: f64) -> String {
-    if x.is_infinite() {
-        "∞".into()
-    } else {
-        format!("{x:.2}")
-    }
-}
-
-fn cell((loss, cost): (f64, f64)) -> String {
-    let ok = loss <= 1.0 && cost <= 1.0;
+fn cell((loss, cost, met): (f64, f64, bool)) -> String {
     format!(
         "{} / {}{}",
         num(loss),
         num(cost),
-        if ok { " ✅" } else { "" }
+        if met { " ✅" } else { "" }
     )
 }
 
@@ -67,9 +55,11 @@ pub(super) fn render(
          it does.\n"
     );
     s.push_str("| family | B | tidegate |");
-    let mut occupancies = vec![1.0];
-    occupancies.extend(FRONTIER);
-    for o in &occupancies {
+    // Oracle-causal as the goals define it (o = 1), then at each frontier occupancy.
+    let occupancies: Vec<(f64, Option<usize>)> = std::iter::once((1.0, None))
+        .chain(FRONTIER.iter().enumerate().map(|(i, &o)| (o, Some(i))))
+        .collect();
+    for (o, _) in &occupancies {
         let _ = write!(s, " Oracle-causal, o = {o} |");
     }
     s.push_str(" both met at |\n|---|---:|---:|");
@@ -94,26 +84,19 @@ pub(super) fn render(
                 cell(p90s(&rows, |r| &r.tidegate))
             );
             let mut met = Vec::new();
-            for (i, &o) in occupancies.iter().enumerate() {
-                let p = if i == 0 {
-                    p90s(&rows, |r| &r.causal)
-                } else {
-                    p90s(&rows, |r| &r.frontier[i - 1])
-                };
-                if p.0 <= 1.0 && p.1 <= 1.0 {
-                    met.push(format!("{o}"));
+            for &(o, at) in &occupancies {
+                let p = p90s(&rows, |r| at.map_or(&r.causal, |i| &r.frontier[i]));
+                if p.2 {
+                    met.push(o.to_string());
                 }
                 let _ = write!(s, " {} |", cell(p));
             }
-            let _ = writeln!(
-                s,
-                " {} |",
-                if met.is_empty() {
-                    "*none*".to_string()
-                } else {
-                    met.join(", ")
-                }
-            );
+            let met = if met.is_empty() {
+                "*none*".to_string()
+            } else {
+                met.join(", ")
+            };
+            let _ = writeln!(s, " {met} |");
         }
     }
     s.push('\n');

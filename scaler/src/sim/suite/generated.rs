@@ -122,7 +122,7 @@ pub struct TraceResult {
 }
 
 /// `x / bound`, with 0/0 = 0 and x/0 = ∞.
-pub(super) fn over(x: f64, bound: f64) -> f64 {
+fn over(x: f64, bound: f64) -> f64 {
     if bound > 0.0 {
         x / bound
     } else if x > 0.0 {
@@ -154,18 +154,25 @@ impl TraceResult {
         allowed.min(hpa)
     }
 
+    /// The loss goal and the cost goal of any policy's run of this trace, as ratios (≤ 1
+    /// meets it): its losses over what is allowed, and its pod-seconds over 1.15 × LB2.
+    pub fn loss_and_cost(&self, run: &RunMetrics) -> (f64, f64) {
+        (
+            over(run.lost(), self.allowed_loss()),
+            over(run.pod_seconds, COST_FACTOR * self.feasible.pod_seconds),
+        )
+    }
+
     /// Every goal as a ratio (≤ 1 meets it), in [`Goal::ALL`] order; `None` where a goal does
     /// not apply to the family.
     pub fn ratios(&self) -> [Option<f64>; 6] {
         let tg = &self.tidegate;
+        let (loss, cost) = self.loss_and_cost(tg);
         [
-            Some(over(tg.lost(), self.allowed_loss())),
+            Some(loss),
             Some(over(tg.lost(), self.hpa.lost())),
             Some(over(tg.lost(), CAUSAL_LOSS_FACTOR * self.causal.lost())),
-            Some(over(
-                tg.pod_seconds,
-                COST_FACTOR * self.feasible.pod_seconds,
-            )),
+            Some(cost),
             Some(over(
                 tg.pod_starts,
                 STARTS_FACTOR * self.feasible.pod_starts + STARTS_SLACK,

@@ -12,7 +12,8 @@ use crate::sim::policies::PolicyId;
 use crate::sim::run::{RunSpec, run_one};
 use crate::sim::setup::WorldConfig;
 
-fn num(x: f64) -> String {
+/// A ratio as the report prints it: two decimals, ∞, or – for none.
+pub(super) fn num(x: f64) -> String {
     if x.is_infinite() {
         "∞".into()
     } else if x.is_nan() {
