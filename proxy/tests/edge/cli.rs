@@ -27,14 +27,15 @@ fn check_config_accepts_a_valid_file_and_names_the_field_and_line_of_a_bad_one()
     let (code, out, _) = tidegate(&["check-config", good.to_str().unwrap()]);
     assert_eq!((code, out.trim().ends_with("ok")), (0, true));
 
+    // A bad file is refused (exit 1); its error text.
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "backends:\n  static: [127.0.0.1:9001]\nqueue_timeout: 2 parsecs\n",
-    )
-    .unwrap();
-    let (code, _, err) = tidegate(&["check-config", bad.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let refused = |yaml: &str| {
+        std::fs::write(&bad, yaml).unwrap();
+        let (code, _, err) = tidegate(&["check-config", bad.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        err
+    };
+    let err = refused("backends:\n  static: [127.0.0.1:9001]\nqueue_timeout: 2 parsecs\n");
     assert!(
         err.contains("bad.yaml") && err.contains("line 3") && err.contains("invalid duration"),
         "{err}"
@@ -43,25 +44,15 @@ fn check_config_accepts_a_valid_file_and_names_the_field_and_line_of_a_bad_one()
     assert_eq!(err.matches("--> ").count(), 1, "said once: {err}");
 
     // A value out of range, and a field the policy no longer has: each named once.
-    std::fs::write(
-        &bad,
-        "backends:\n  static: [127.0.0.1:9001]\nmax_connections_per_backend: 0\n",
-    )
-    .unwrap();
-    let (code, _, err) = tidegate(&["check-config", bad.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    let err = refused("backends:\n  static: [127.0.0.1:9001]\nmax_connections_per_backend: 0\n");
     assert_eq!(
         err.matches("max_connections_per_backend").count(),
         1,
         "{err}"
     );
-    std::fs::write(
-        &bad,
+    let err = refused(
         "backends:\n  static: [127.0.0.1:9001]\nscaler:\n  policy:\n    trend_window: 60s\n",
-    )
-    .unwrap();
-    let (code, _, err) = tidegate(&["check-config", bad.to_str().unwrap()]);
-    assert_eq!(code, 1);
+    );
     assert!(
         err.contains("line 5") && err.contains("trend_shortest"),
         "{err}"
