@@ -10,7 +10,9 @@
 #
 #   bash benches/ab.sh OLD NEW [ROUNDS]     OLD, NEW: tidegate binaries; ROUNDS default 8
 #
-# Options (environment): WORKERS (1), HS_MAX (10000 upgrades per run), TP_MESSAGES (100000).
+# Options (environment): WORKERS (1), HS_MAX (10000 upgrades per run), TP_MESSAGES (100000),
+# LAT_TIME (off; e.g. 10s: each round also sends 2,000 small messages a second over 100
+# WebSockets through each target for that long, `wsbench latency`, and reports p99 and p99.9).
 # An older build of the tree: `git worktree add /tmp/old REV`, then in it
 # `cargo build --release -p tidegate-proxy --bin tidegate` with a target directory of its own.
 # Every process it starts is stopped by PID on exit; every load is bounded in count and time.
@@ -22,6 +24,7 @@ if [[ $# -lt 2 || $1 == -h || $1 == --help ]]; then
 fi
 OLD=$1 NEW=$2 ROUNDS=${3:-8}
 WORKERS=${WORKERS:-1} HS_MAX=${HS_MAX:-10000} TP_MESSAGES=${TP_MESSAGES:-100000}
+LAT_TIME=${LAT_TIME:-}
 for bin in "$OLD" "$NEW"; do
   "$bin" proxy --help >/dev/null 2>&1 || { echo "ab.sh: $bin is not a runnable tidegate" >&2; exit 2; }
 done
@@ -79,15 +82,21 @@ for name in haproxy old new; do up "${PORT[$name]}"; done
 
 field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 ORDER=(haproxy old new)
-echo "round target cpu_ms_per_1k_upgrades upgrades_per_s cpu_s_per_million_4KiB"
+echo "round target cpu_ms_per_1k_upgrades upgrades_per_s cpu_s_per_million_4KiB p99_us p999_us"
 for round in $(seq "$ROUNDS"); do
   shift_by=$((round % 3))
   for name in "${ORDER[@]:$shift_by}" "${ORDER[@]:0:$shift_by}"; do
     hs=$("$WSBENCH" handshakes --url "ws://127.0.0.1:${PORT[$name]}/" --duration 10s --max "$HS_MAX" --pid "${PID[$name]}")
     tp=$("$WSBENCH" throughput --url "ws://127.0.0.1:${PORT[$name]}/" --connections 16 --size 4096 \
       --messages "$TP_MESSAGES" --pid "${PID[$name]}")
-    printf '%s %s %s %s %s\n' "$round" "$name" "$(field cpu_ms_per_1k <<<"$hs")" \
-      "$(field per_s <<<"$hs" | head -1)" "$(field cpu_s_per_million <<<"$tp")"
+    p99=- p999=-
+    if [[ -n $LAT_TIME ]]; then
+      lat=$("$WSBENCH" latency --url "ws://127.0.0.1:${PORT[$name]}/" --connections 100 \
+        --rate 2000 --duration "$LAT_TIME" | tail -1)
+      p99=$(field p99_us <<<"$lat") p999=$(field p999_us <<<"$lat")
+    fi
+    printf '%s %s %s %s %s %s %s\n' "$round" "$name" "$(field cpu_ms_per_1k <<<"$hs")" \
+      "$(field per_s <<<"$hs" | head -1)" "$(field cpu_s_per_million <<<"$tp")" "$p99" "$p999"
   done
 done | tee "$WORK/runs.txt"
 
@@ -95,6 +104,8 @@ python3 - "$WORK/runs.txt" "$WORKERS" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l[0].isdigit()]
 cols = [(2, "CPU per 1,000 upgrades (ms)"), (3, "upgrades/s"), (4, "CPU per million 4 KiB echoes (s)")]
+if all(r[5] != "-" for r in rows):
+    cols += [(5, "round trip p99, 100 connections (µs)"), (6, "round trip p99.9, 100 connections (µs)")]
 med = {(t, c): statistics.median(float(r[c]) for r in rows if r[1] == t)
        for t in ("haproxy", "old", "new") for c, _ in cols}
 print(f"\n{len(rows) // 3} rounds, {sys.argv[2]} worker(s): median (min–max), × HAProxy's median")
