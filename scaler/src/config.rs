@@ -39,7 +39,7 @@ pub const DEFAULT_TREND_SHORTEST: Duration = Duration::from_secs(15);
 /// Default longest trend window (at least two forecast horizons).
 pub const DEFAULT_TREND_LONGEST: Duration = Duration::from_secs(300);
 /// Default number of noise spreads a window's growth is believed below its slope.
-pub const DEFAULT_TREND_NOISE_Z: f64 = 3.0;
+pub const DEFAULT_TREND_NOISE_Z: f64 = 2.5;
 /// Default window over which each trend window learns its own noise.
 pub const DEFAULT_TREND_NOISE_WINDOW: Duration = Duration::from_secs(1200);
 /// Default reach of a window's growth rate, in its own lengths.
@@ -131,7 +131,7 @@ pub struct TidegatePolicyConfig {
     pub trend_longest: Duration,
     /// A window's growth is believed down to this many of its noise spreads below its slope
     /// (the noise is how much the window's slope changes over one window length on this load).
-    /// Default 3.
+    /// Default 2.5.
     pub trend_noise_z: f64,
     /// Each trend window learns its noise over this window. Default 1200 s.
     #[serde(with = "duration_serde")]

@@ -5,7 +5,7 @@
 //! it refused in the last 5 s — demand the pods could not take, which scraped per-pod gauges
 //! never show. It reads the growth of `ln(demand + one pod)` at several time scales at once
 //! (windows of 15 s doubling up to 4 minutes, each the median of differences a quarter window
-//! apart), each believed down to three times its own noise and projected at most two of its own
+//! apart), each believed down to 2.5 times its own noise and projected at most two of its own
 //! lengths ahead; windows the 15 s window contradicts have seen growth that stopped, and are
 //! ignored (`tidegate/trend.rs`). The forecast grows the level (the median of the last 15 s) by
 //! the most any believed window projects over the horizon (one boot time × 1.25), at most
