@@ -29,32 +29,8 @@ for bin in "$OLD" "$NEW"; do
   "$bin" proxy --help >/dev/null 2>&1 || { echo "ab.sh: $bin is not a runnable tidegate" >&2; exit 2; }
 done
 command -v haproxy >/dev/null || { echo "ab.sh: haproxy not installed (apt-get install haproxy)" >&2; exit 2; }
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WSBENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/wsbench
-(cd "$ROOT" && cargo build --release -q -p tidegate-benches --bin wsbench)
-ulimit -n 20000
-
-WORK=$(mktemp -d /tmp/tidegate-ab.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-start() { "$@" >"$WORK/$(basename "$1").$RANDOM.log" 2>&1 & PIDS+=("$!"); STARTED=$!; }
-# up PORT: waits up to 15 s for one WebSocket round trip through PORT.
-up() {
-  local i
-  for i in $(seq 150); do
-    "$WSBENCH" handshakes --url "ws://127.0.0.1:$1/" --duration 1s --max 1 --concurrency 1 2>/dev/null |
-      grep -q '"handshakes":1,' && return 0
-    sleep 0.1
-  done
-  echo "ab.sh: nothing answers WebSockets on port $1" >&2
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+bench_setup ab
 
 mapfile -t PORTS < <("$WSBENCH" free-ports --count 8)
 BACKENDS=("${PORTS[@]:0:3}")

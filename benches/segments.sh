@@ -18,30 +18,15 @@ fi
 BIN=$1 UPGRADES=${2:-5000}
 "$BIN" proxy --help >/dev/null 2>&1 || { echo "segments.sh: $BIN is not a runnable tidegate" >&2; exit 2; }
 command -v nstat >/dev/null || { echo "segments.sh: nstat not installed (apt-get install iproute2)" >&2; exit 2; }
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WSBENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/wsbench
-(cd "$ROOT" && cargo build --release -q -p tidegate-benches --bin wsbench)
-
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+bench_setup segments
 mapfile -t PORTS < <("$WSBENCH" free-ports --count 3)
-RUST_LOG=warn "$BIN" echo-backend --listen "127.0.0.1:${PORTS[0]}" >/dev/null 2>&1 &
-PIDS+=("$!")
-RUST_LOG=warn "$BIN" proxy --listen "127.0.0.1:${PORTS[1]}" --admin-listen "127.0.0.1:${PORTS[2]}" \
-  --backend "127.0.0.1:${PORTS[0]}" --max-connections-per-backend 5000 >/dev/null 2>&1 &
-PROXY=$!
-PIDS+=("$PROXY")
+RUST_LOG=warn start "$BIN" echo-backend --listen "127.0.0.1:${PORTS[0]}"
+RUST_LOG=warn start "$BIN" proxy --listen "127.0.0.1:${PORTS[1]}" --admin-listen "127.0.0.1:${PORTS[2]}" \
+  --backend "127.0.0.1:${PORTS[0]}" --max-connections-per-backend 5000
+PROXY=$STARTED
+up "${PORTS[1]}"
 URL="ws://127.0.0.1:${PORTS[1]}/"
-for _ in $(seq 150); do
-  "$WSBENCH" handshakes --url "$URL" --duration 1s --max 1 --concurrency 1 2>/dev/null |
-    grep -q '"handshakes":1,' && break
-  sleep 0.1
-done
 
 nstat -n >/dev/null
 run=$("$WSBENCH" handshakes --url "$URL" --duration 30s --max "$UPGRADES" --concurrency 8 --pid "$PROXY")

@@ -22,44 +22,26 @@ else
   "$TARGET" proxy --help >/dev/null 2>&1 || { echo "syscalls.sh: $TARGET is not a runnable tidegate" >&2; exit 2; }
 fi
 command -v strace >/dev/null || { echo "syscalls.sh: strace not installed (apt-get install strace)" >&2; exit 2; }
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WSBENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/wsbench
-(cd "$ROOT" && cargo build --release -q -p tidegate-benches --bin wsbench)
-ulimit -n 20000
-
-WORK=$(mktemp -d /tmp/tidegate-syscalls.XXXXXX)
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+bench_setup syscalls
 mapfile -t PORTS < <("$WSBENCH" free-ports --count 3)
 ECHO=$TARGET
 [[ $TARGET == haproxy ]] && ECHO=${CARGO_TARGET_DIR:-$ROOT/target}/release/tidegate
 [[ -x $ECHO ]] || (cd "$ROOT" && cargo build --release -q -p tidegate-proxy --bin tidegate)
-RUST_LOG=warn "$ECHO" echo-backend --listen "127.0.0.1:${PORTS[0]}" >/dev/null 2>&1 &
-PIDS+=("$!")
+RUST_LOG=warn start "$ECHO" echo-backend --listen "127.0.0.1:${PORTS[0]}"
 if [[ $TARGET == haproxy ]]; then
   # haproxy_conf reads these.
   BACKENDS=("${PORTS[0]}" "${PORTS[0]}" "${PORTS[0]}") CAP=5000 WORKERS=1
   source "$ROOT/benches/haproxy.sh"
   haproxy_conf "${PORTS[1]}" >"$WORK/haproxy.cfg"
-  haproxy -db -f "$WORK/haproxy.cfg" >/dev/null 2>&1 &
+  start haproxy -db -f "$WORK/haproxy.cfg"
 else
-  RUST_LOG=warn "$TARGET" proxy --listen "127.0.0.1:${PORTS[1]}" --admin-listen "127.0.0.1:${PORTS[2]}" \
-    --backend "127.0.0.1:${PORTS[0]}" --max-connections-per-backend 5000 >/dev/null 2>&1 &
+  RUST_LOG=warn start "$TARGET" proxy --listen "127.0.0.1:${PORTS[1]}" --admin-listen "127.0.0.1:${PORTS[2]}" \
+    --backend "127.0.0.1:${PORTS[0]}" --max-connections-per-backend 5000
 fi
-PROXY=$!
-PIDS+=("$PROXY")
+PROXY=$STARTED
+up "${PORTS[1]}"
 URL="ws://127.0.0.1:${PORTS[1]}/"
-for _ in $(seq 150); do
-  "$WSBENCH" handshakes --url "$URL" --duration 1s --max 1 --concurrency 1 2>/dev/null |
-    grep -q '"handshakes":1,' && break
-  sleep 0.1
-done
 
 "$WSBENCH" handshakes --url "$URL" --duration 2s --concurrency 8 >/dev/null
 strace -c -f -p "$PROXY" -o "$WORK/strace.txt" 2>/dev/null &
