@@ -67,8 +67,9 @@ pub(super) fn render(
          loss, a tenth of it where HPA-prom loses more than 100, and on the instant families \
          (step, flash) up to 1.2 × Oracle-causal's when that is more (never above \
          HPA-prom's); lost / (1.2 × Oracle-causal's) is judged on those families and shown in \
-         italics, for information, on the others. Storm scale-downs are the most in one trace (goal 0); time to cover and \
-         settling time are p90s in seconds over the traces with marks.\n",
+         italics, for information, on the others. Storm scale-downs are the most in one trace \
+         (goal 0); time to cover and settling time are p90s in seconds over the traces with \
+         marks.\n",
         set.name(),
         if explain {
             " (judged)"
